@@ -1,0 +1,78 @@
+"""The one normalized delivery event every input format is turned into.
+
+This is the edge model: input adapters build it, the ingest agent validates with it, and its
+JSON Schema (``schemas/json/delivery-event.schema.json``) documents bouncewatch's own format.
+Validation is strict about types and ranges so that errors name the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from schemas.vocabulary import SourceStatus
+
+_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?)*\.?$")
+
+
+class SmtpReply(BaseModel):
+    """The receiving server's reply: RFC 5321 code, RFC 3463 enhanced code, and its text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: Annotated[int, Field(ge=200, le=599)] | None = Field(
+        default=None, description="RFC 5321 reply code (200-599); absent when the source gives none"
+    )
+    enhanced: str | None = Field(
+        default=None, description="RFC 3463 enhanced status code class.subject.detail, e.g. 4.7.28"
+    )
+    text: str = Field(default="", max_length=4096, description="The reply text as received")
+
+    @field_validator("enhanced")
+    @classmethod
+    def _enhanced_form(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not _ENHANCED.match(value):
+            raise ValueError(f"not an RFC 3463 enhanced status code (class.subject.detail): {value!r}")
+        return value
+
+
+class DeliveryEvent(BaseModel):
+    """One delivery attempt to one recipient."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    event_time: AwareDatetime = Field(description="When the attempt happened (timezone-aware)")
+    recipient: str = Field(
+        min_length=1, max_length=320, description="Recipient address, or only its domain"
+    )
+    sender: str | None = Field(default=None, max_length=320, description="Envelope sender")
+    sending_domain: str | None = Field(default=None, max_length=253)
+    source_ip: str | None = Field(default=None, max_length=45, description="Egress IP address")
+    pool: str | None = Field(default=None, max_length=128, description="Egress pool or IP pool")
+    mx_host: str | None = Field(default=None, max_length=253, description="Receiving MX host")
+    reply: SmtpReply = Field(default_factory=SmtpReply)
+    status: SourceStatus | None = Field(
+        default=None, description="The verdict the MTA or ESP reported, when it reports one"
+    )
+    attempt: int = Field(default=1, ge=1, le=10_000, description="1 for the first attempt")
+    message_id: str | None = Field(default=None, max_length=998)
+    tenant: str | None = Field(default=None, max_length=128)
+    campaign: str | None = Field(default=None, max_length=256)
+    source_format: str = Field(default="bouncewatch", max_length=32)
+
+    @field_validator("recipient")
+    @classmethod
+    def _recipient_has_domain(cls, value: str) -> str:
+        domain = value.rpartition("@")[2].lower().rstrip(".")
+        if not _DOMAIN.match(domain) or "." not in domain:
+            raise ValueError(f"recipient has no valid domain: {value!r}")
+        return value
+
+    @property
+    def recipient_domain(self) -> str:
+        return self.recipient.rpartition("@")[2].lower().rstrip(".")

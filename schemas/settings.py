@@ -1,0 +1,222 @@
+"""Deployment settings, read from ``BOUNCEWATCH_*`` environment variables.
+
+Every field has a default and a description; README's settings table is generated from this
+model (``bouncewatch settings --markdown``) so the two never drift. Secrets are ``SecretStr``
+(masked in reprs and logs) and may instead be read from a file named by ``<NAME>_FILE``, the
+usual way Kubernetes mounts a Secret.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "BOUNCEWATCH_"
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class SmtpSecurity(StrEnum):
+    STARTTLS = "starttls"
+    TLS = "tls"  # implicit TLS (SMTPS, usually port 465)
+    NONE = "none"
+
+
+#: Secret fields that may be given as ``BOUNCEWATCH_<NAME>_FILE`` instead of the value.
+SECRET_FIELDS = ("kafka_sasl_password", "slack_token", "slack_webhook_url", "smtp_password")
+
+
+class Settings(BaseSettings):
+    """All settings of a bouncewatch process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        validate_default=True,
+        hide_input_in_errors=True,  # a bad secret must not be echoed in the error
+    )
+
+    # --- Kafka connection -------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        default="localhost:9092",
+        description="Comma-separated host:port list of Kafka brokers",
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        default=SecurityProtocol.PLAINTEXT,
+        description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL protocol)"
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (secret; or `_FILE`)"
+    )
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for broker TLS")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS)")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS)")
+
+    # --- Topics and the consumer group -------------------------------------------------
+    app_id: str = Field(
+        default="bouncewatch",
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Faust app id: the consumer group and the prefix of internal topics",
+    )
+    topic_input: str = Field(
+        default="bouncewatch-events", description="Topic the MTAs/ESPs publish delivery events to"
+    )
+    topic_dead_letter: str = Field(
+        default="bouncewatch-dead-letter",
+        description="Where undecodable or invalid events go, with the original bytes and reason",
+    )
+    topic_alerts: str = Field(
+        default="bouncewatch-alerts", description="Alert transitions (firing, updated, resolved)"
+    )
+    input_format: str = Field(
+        default="auto",
+        description="Format of the input topic's messages, or `auto` to detect per message",
+    )
+    topic_partitions: int = Field(
+        default=8, ge=1, le=10_000, description="Partitions of the topics bouncewatch creates"
+    )
+    topic_replication_factor: int = Field(
+        default=1, ge=1, le=32, description="Replication factor of the topics bouncewatch creates"
+    )
+
+    # --- State --------------------------------------------------------------------------
+    store: str = Field(
+        default="memory://",
+        description="Table store: `memory://` (rebuilt from the changelog at start) or `rocksdb://`",
+    )
+    data_dir: Path = Field(
+        default=Path(".bouncewatch-data"),
+        description="Writable directory for the table store and Faust's state",
+    )
+
+    # --- Web, logs ----------------------------------------------------------------------
+    web_host: str = Field(default="0.0.0.0", description="Address the web port binds")
+    web_port: int = Field(
+        default=6066, ge=1, le=65535, description="Health, readiness, metrics and status port"
+    )
+    log_level: str = Field(
+        default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL"
+    )
+    log_format: LogFormat = Field(default=LogFormat.JSON, description="`json` or `text`")
+
+    # --- Rules --------------------------------------------------------------------------
+    rules_file: Path | None = Field(
+        default=None, description="YAML rules file; the packaged default rules when unset"
+    )
+
+    # --- Slack --------------------------------------------------------------------------
+    slack_token: SecretStr | None = Field(
+        default=None, description="Slack bot token xoxb-... (secret; or `_FILE`)"
+    )
+    slack_channel: str | None = Field(
+        default=None, description="Default Slack channel (ID or #name) for alerts"
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack incoming-webhook URL, when there is no bot (secret)"
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="Slack Web API base URL"
+    )
+
+    # --- Email --------------------------------------------------------------------------
+    smtp_host: str | None = Field(default=None, description="SMTP relay host; email off when unset")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP relay port")
+    smtp_security: SmtpSecurity = Field(
+        default=SmtpSecurity.STARTTLS, description="`starttls`, `tls` (implicit) or `none`"
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP user name")
+    smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP password (secret; or `_FILE`)"
+    )
+    smtp_from: str = Field(
+        default="bouncewatch@localhost", description="From address of alert emails"
+    )
+    smtp_to: str | None = Field(
+        default=None, description="Comma-separated default recipients of alert emails"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """Read ``BOUNCEWATCH_<SECRET>_FILE`` when the secret itself is not set."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FIELDS:
+            file_var = f"{ENV_PREFIX}{name.upper()}_FILE"
+            path = os.environ.get(file_var)
+            if path and data.get(name) in (None, ""):
+                try:
+                    data[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ValueError(f"{file_var}: cannot read {path}: {exc.strerror}") from exc
+        return data
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if value.split("://", 1)[0] not in {"memory", "rocksdb", "aerospike"} or "://" not in value:
+            raise ValueError("must be a Faust store URL such as memory:// or rocksdb://")
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        sasl = self.kafka_security_protocol in (
+            SecurityProtocol.SASL_PLAINTEXT,
+            SecurityProtocol.SASL_SSL,
+        )
+        if sasl and (self.kafka_sasl_mechanism is None or not self.kafka_sasl_username):
+            raise ValueError(
+                "kafka_security_protocol is SASL_*: set BOUNCEWATCH_KAFKA_SASL_MECHANISM and "
+                "BOUNCEWATCH_KAFKA_SASL_USERNAME (and the password)"
+            )
+        return self
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+    @property
+    def smtp_recipients(self) -> list[str]:
+        return [a.strip() for a in (self.smtp_to or "").split(",") if a.strip()]
