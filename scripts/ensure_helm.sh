@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Install a pinned helm CLI with `go install` through the Go module proxy, into a cache
+# directory that survives between runs, and print the binary's path on stdout.
+#
+#   HELM="$(scripts/ensure_helm.sh)" && "$HELM" version
+#
+# Reuses the cached binary when it is already there (a cached run takes milliseconds).
+# Environment:
+#   BOUNCEWATCH_CACHE_DIR  cache root (default: $HOME/.cache/bouncewatch)
+#   BOUNCEWATCH_HELM_VERSION  helm module version (default: the pinned one below)
+# Progress goes to stderr, so stdout is only the path.
+set -euo pipefail
+
+HELM_VERSION="${BOUNCEWATCH_HELM_VERSION:-v3.22.0}"
+CACHE_DIR="${BOUNCEWATCH_CACHE_DIR:-${HOME:-/tmp}/.cache/bouncewatch}"
+BIN_DIR="${CACHE_DIR}/helm/${HELM_VERSION}/bin"
+HELM_BIN="${BIN_DIR}/helm"
+
+if [[ -x "${HELM_BIN}" ]] && "${HELM_BIN}" version --short >/dev/null 2>&1; then
+    echo "${HELM_BIN}"
+    exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+    for candidate in /usr/local/go/bin/go /usr/lib/go/bin/go; do
+        if [[ -x "${candidate}" ]]; then
+            PATH="$(dirname "${candidate}"):${PATH}"
+            break
+        fi
+    done
+fi
+if ! command -v go >/dev/null 2>&1; then
+    echo "ensure_helm.sh: the go toolchain is needed to install helm (apt-get install golang-go)" >&2
+    exit 1
+fi
+
+major="${HELM_VERSION%%.*}"  # v3
+module="helm.sh/helm/${major}"
+
+echo "ensure_helm.sh: installing helm ${HELM_VERSION} with go install (once; cached in ${BIN_DIR})" >&2
+start=${SECONDS}
+# Reproduce the ldflags of helm's release build (its Makefile): the version stamp, and the
+# default Kubernetes version for `helm template`/`helm lint`, derived from the client-go
+# module helm is built with (v0.N.x -> 1.N). Without them helm reports v1.20 as the cluster
+# version and charts with a kubeVersion constraint fail to render.
+gomod="$(go mod download -json "${module}@${HELM_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+client_go="$(sed -n 's/^[[:space:]]*k8s\.io\/client-go v\([0-9]*\)\.\([0-9]*\)\..*/\1 \2/p' "${gomod}" | head -n 1)"
+if [[ -z "${client_go}" ]]; then
+    echo "ensure_helm.sh: cannot find the client-go version in ${gomod}" >&2
+    exit 1
+fi
+read -r cg_major cg_minor <<<"${client_go}"
+kube_major=$((cg_major + 1))
+kube_minor="${cg_minor}"
+ldflags="-s -w -X ${module}/internal/version.version=${HELM_VERSION}"
+ldflags+=" -X ${module}/internal/version.gitTreeState=clean"
+for pkg in pkg/lint/rules pkg/chartutil; do
+    ldflags+=" -X ${module}/${pkg}.k8sVersionMajor=${kube_major}"
+    ldflags+=" -X ${module}/${pkg}.k8sVersionMinor=${kube_minor}"
+done
+
+mkdir -p "${BIN_DIR}"
+# A temporary GOBIN then a rename, so an interrupted build never leaves a half binary behind.
+tmp_bin="$(mktemp -d "${CACHE_DIR}/helm/.install.XXXXXX")"
+trap 'rm -rf "${tmp_bin}"' EXIT
+CGO_ENABLED=0 GOBIN="${tmp_bin}" GOFLAGS="${GOFLAGS:-} -trimpath" \
+    nice -n 10 go install -ldflags "${ldflags}" "${module}/cmd/helm@${HELM_VERSION}" >&2
+mv -f "${tmp_bin}/helm" "${HELM_BIN}"
+echo "ensure_helm.sh: built in $((SECONDS - start))s" >&2
+"${HELM_BIN}" version --short >&2
+echo "ensure_helm.sh: default Kubernetes version for templates: ${kube_major}.${kube_minor}" >&2
+echo "${HELM_BIN}"
