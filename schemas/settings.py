@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     topic_alerts: str = Field(
         default="bouncewatch-alerts", description="Alert transitions (firing, updated, resolved)"
     )
+    topic_silences: str = Field(
+        default="bouncewatch-silences",
+        description="Compacted topic holding silences (maintenance windows)",
+    )
     input_format: str = Field(
         default="auto",
         description="Format of the input topic's messages, or `auto` to detect per message",
@@ -102,6 +106,15 @@ class Settings(BaseSettings):
     )
     topic_replication_factor: int = Field(
         default=1, ge=1, le=32, description="Replication factor of the topics bouncewatch creates"
+    )
+
+    create_topics: bool = Field(
+        default=True,
+        description="Create missing topics at start (off where the cluster forbids it)",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        description="Static group membership id (the pod name in Kubernetes); unset: dynamic",
     )
 
     # --- State --------------------------------------------------------------------------
@@ -119,14 +132,17 @@ class Settings(BaseSettings):
     web_port: int = Field(
         default=6066, ge=1, le=65535, description="Health, readiness, metrics and status port"
     )
-    log_level: str = Field(
-        default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL"
-    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_format: LogFormat = Field(default=LogFormat.JSON, description="`json` or `text`")
 
     # --- Rules --------------------------------------------------------------------------
     rules_file: Path | None = Field(
         default=None, description="YAML rules file; the packaged default rules when unset"
+    )
+
+    notify_file: Path | None = Field(
+        default=None,
+        description="YAML of receivers and routes; unset: one route from the Slack/SMTP settings",
     )
 
     # --- Slack --------------------------------------------------------------------------
@@ -212,6 +228,11 @@ class Settings(BaseSettings):
                 "BOUNCEWATCH_KAFKA_SASL_USERNAME (and the password)"
             )
         return self
+
+    @property
+    def topic_partials(self) -> str:
+        """Internal topic of per-key partial counts (ingest -> aggregate)."""
+        return f"{self.app_id}-partials"
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -1,0 +1,55 @@
+"""``bouncewatch worker``: run the stream processor against the configured Kafka cluster."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from bouncewatch.commands.common import load_settings
+from bouncewatch.logs import configure
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run the stream processor (settings from BOUNCEWATCH_* variables)",
+        description="Run one bouncewatch worker. Scale out by running more workers in the "
+        "same consumer group, up to the number of input partitions.",
+    )
+    parser.set_defaults(func=run)
+
+
+def run_worker(settings: Settings) -> int:
+    """Build the topology and run it until SIGINT or SIGTERM; returns the exit code."""
+    import faust
+
+    from bouncewatch.topics import ensure_topics
+    from streams.topology import build
+
+    configure(settings.log_level, settings.log_format.value)
+    if settings.create_topics:
+        try:
+            ensure_topics(settings)
+        except Exception as exc:  # the cluster may forbid it; the topics may already exist
+            log.warning("could not create topics: %s", exc)
+    topology = build(settings)
+    worker = faust.Worker(
+        topology.app,
+        loglevel=settings.log_level,
+        logging_config=dict(topology.app.conf.logging_config),
+        # The console port is a debugging backdoor; never open it.
+        console_port=0,
+        redirect_stdouts=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_worker(load_settings())

@@ -1,0 +1,69 @@
+"""The topics bouncewatch needs, and their idempotent creation with kafka-python.
+
+Faust creates its own internal topics (table changelogs) on start; these are the ones it
+reads from or writes to without owning them. The partials topic must have as many
+partitions as the tables it feeds, because the aggregate agent writes a key's table entry
+in the partition the key arrived on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from bouncewatch.kafka_client import client_config
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    n, rf = settings.topic_partitions, settings.topic_replication_factor
+    return [
+        TopicSpec(settings.topic_input, n, rf),
+        TopicSpec(settings.topic_dead_letter, n, rf),
+        TopicSpec(settings.topic_partials, n, rf),
+        TopicSpec(settings.topic_alerts, n, rf),
+        # A silence is a keyed record whose latest version is all that matters.
+        TopicSpec(settings.topic_silences, 1, rf, {"cleanup.policy": "compact"}),
+    ]
+
+
+def ensure_topics(settings: Settings, timeout_ms: int = 30_000) -> list[str]:
+    """Create the missing topics; returns the names created. Existing topics are left as is."""
+    admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=timeout_ms)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [s for s in topic_specs(settings) if s.name not in existing]
+        created: list[str] = []
+        for spec in wanted:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            name=spec.name,
+                            num_partitions=spec.partitions,
+                            replication_factor=spec.replication_factor,
+                            topic_configs=spec.config,
+                        )
+                    ]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+        if created:
+            log.info("created topics", extra={"topics": created})
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,71 @@
+"""The Faust app, built from the settings: broker, credentials, store, web port, membership.
+
+An app is built by a function rather than at module level because its configuration comes
+from the environment at start, and tests build several apps (with their own ports and
+groups) in one process.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import faust
+
+from bouncewatch.logs import logging_config
+from schemas.settings import SecurityProtocol, Settings
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    )
+    if settings.kafka_ssl_certfile is not None:
+        context.load_cert_chain(
+            str(settings.kafka_ssl_certfile),
+            str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+        )
+    return context
+
+
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    protocol = settings.kafka_security_protocol
+    if protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL):
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password is not None else None,
+            mechanism=settings.kafka_sasl_mechanism.value
+            if settings.kafka_sasl_mechanism
+            else None,
+            ssl_context=_ssl_context(settings) if protocol is SecurityProtocol.SASL_SSL else None,
+        )
+    if protocol is SecurityProtocol.SSL:
+        return faust.SSLCredentials(_ssl_context(settings))
+    return None
+
+
+def create_app(settings: Settings) -> faust.App:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_list],
+        broker_credentials=broker_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        # Our topics are created by `bouncewatch topics create` (or at start), with the
+        # partition counts the tables need; Faust must not auto-create them with others.
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.instance_id,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        autodiscover=False,
+        value_serializer="json",
+        logging_config=logging_config(settings.log_level, settings.log_format.value),
+        # Faust's own /stats etc. stay on; our health and metrics views join them.
+        web_metrics_enabled=False,
+    )
