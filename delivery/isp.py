@@ -4,8 +4,8 @@ The knowledge lives in ``delivery/data/isps.yaml``; this module compiles it into
 and answers in this order:
 
 1. the domain or one of its parent domains is listed (``nc.rr.com`` falls under ``rr.com``);
-2. the domain is a regional family member, a listed label followed by a public suffix
-   (``hotmail.co.uk``, ``yahoo.com.br``); when the MX host names a *different* known ISP the
+2. the domain (or a parent) is a regional family member, a listed label followed by a public
+   suffix (``hotmail.co.uk``, ``yahoo.com.br``); when the MX host names a *different* known ISP the
    MX wins, because a family is a guess from a name and the MX says who really receives;
 3. the MX host ends with a listed MX suffix (custom domains on Microsoft 365, Google
    Workspace, behind Proofpoint, ...);
@@ -202,11 +202,12 @@ class IspResolver:
             isp = self._domains.get(candidate)
             if isp is not None:
                 return isp
-        label, dot, rest = name.partition(".")
-        family = self._families.get(label) if dot else None
-        if family is not None and _is_public_suffix(rest):
-            by_mx = self._by_mx(mx)
-            return by_mx if by_mx is not None and by_mx.key != family.key else family
+        for candidate in _parents(name):
+            label, _, rest = candidate.partition(".")
+            family = self._families.get(label)
+            if family is not None and _is_public_suffix(rest):
+                by_mx = self._by_mx(mx)
+                return by_mx if by_mx is not None and by_mx.key != family.key else family
         by_mx = self._by_mx(mx)
         if by_mx is not None:
             return by_mx

@@ -55,6 +55,7 @@ CONSUMER_DOMAINS: list[tuple[str, str]] = [
     ("yahoo.co.in", "yahoo"),
     ("yahoo.com.au", "yahoo"),
     ("yahoo.com.tw", "yahoo"),
+    ("mail.yahoo.com", "yahoo"),
     ("ymail.com", "yahoo"),
     ("rocketmail.com", "yahoo"),
     ("myyahoo.com", "yahoo"),
