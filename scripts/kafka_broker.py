@@ -46,7 +46,9 @@ from types import FrameType, TracebackType
 from typing import IO, Self
 
 DEFAULT_KAFKA_VERSION = "4.4.0"
-POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+# Not "scripts/kafka/": with scripts/ on sys.path (tests, mypy) such a directory is a
+# namespace package that shadows kafka-python for mypy.
+POM = Path(__file__).resolve().parent / "kafka-broker" / "pom.xml"
 MARKER_NAME = "COMPLETE"
 
 # Generous because a cold run downloads ~45 MB of jars (and the Maven plugin's own
@@ -165,8 +167,12 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    # Maven 3.8 emits colour resets even with -B and style.color=never.
+    return "\n".join(_ANSI.sub("", text).rstrip().splitlines()[-lines:])
 
 
 def provision(version: str | None = None, *, maven_repo: Path | None = None) -> Path:
@@ -672,9 +678,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"broker exited unexpectedly:\n{broker.log_tail()}", file=sys.stderr)
                 return 1
     finally:
+        was_running = broker.running
         started = time.monotonic()
         broker.stop()
-        print(f"stopped in {time.monotonic() - started:.1f}s", flush=True)
+        if was_running:
+            print(f"stopped in {time.monotonic() - started:.1f}s", flush=True)
     return 0
 
 

@@ -1,0 +1,127 @@
+"""Shared pytest fixtures.
+
+Kafka: integration tests get a real Apache Kafka 4.x broker, provisioned from Maven Central
+and started once per session on first use (see scripts/kafka_broker.py), or the broker named
+by BOUNCEWATCH_TEST_KAFKA (host:port) when that is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+import kafka_broker
+
+EXTERNAL_KAFKA_ENV = "BOUNCEWATCH_TEST_KAFKA"
+_KAFKA_USED = pytest.StashKey[str]()
+
+
+def _external_kafka() -> str | None:
+    return os.environ.get(EXTERNAL_KAFKA_ENV, "").strip() or None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    # The broker starts lazily, so only say where it will come from; the address and
+    # version are printed when it starts and again in the terminal summary.
+    external = _external_kafka()
+    if external:
+        return f"kafka: external broker at {external} (${EXTERNAL_KAFKA_ENV})"
+    return (
+        f"kafka: Apache Kafka {kafka_broker.kafka_version()} (Maven Central), "
+        "started on first use by an integration test"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    used = terminalreporter.config.stash.get(_KAFKA_USED, None)
+    if used:
+        terminalreporter.write_line(f"kafka: {used}")
+
+
+def _announce(config: pytest.Config, line: str) -> None:
+    config.stash[_KAFKA_USED] = line
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    # Fixture set-up runs with fd 1 captured: suspend that so the line reaches the CI log.
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.write_line(f"kafka: {line}")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker_process(
+    request: pytest.FixtureRequest,
+) -> Iterator[kafka_broker.KafkaBroker | None]:
+    """The broker this session started, or None when an external one is used."""
+    external = _external_kafka()
+    if external:
+        _announce(request.config, f"external broker at {external}")
+        yield None
+        return
+    broker = kafka_broker.KafkaBroker()
+    try:
+        broker.start()
+        _announce(
+            request.config,
+            f"Apache Kafka {broker.version} at {broker.bootstrap_servers} "
+            f"(pid {broker.pid}, up in {broker.startup_seconds or 0:.1f}s)",
+        )
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker_process: kafka_broker.KafkaBroker | None) -> str:
+    """``host:port`` of the session's Kafka broker."""
+    if kafka_broker_process is None:
+        external = _external_kafka()
+        assert external is not None
+        return external
+    return kafka_broker_process.bootstrap_servers
+
+
+class TopicFactory(Protocol):
+    def __call__(self, partitions: int = 1, *, prefix: str = "test") -> str: ...
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
+    """Create uniquely named topics on the session broker; delete them afterwards."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admins: list[KafkaAdminClient] = []
+    created: list[str] = []
+
+    def create(partitions: int = 1, *, prefix: str = "test") -> str:
+        if not admins:
+            admins.append(
+                KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="bouncewatch-tests")
+            )
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        # Waiting for metadata means producers never race the partition leader election.
+        admins[0].create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)],
+            wait_for_metadata=True,
+        )
+        created.append(name)
+        return name
+
+    yield create
+    for admin in admins:
+        try:
+            if created:
+                # Deleted so a long session (or a shared external broker) does not pile up.
+                admin.delete_topics(created, raise_errors=False)
+        finally:
+            admin.close()
