@@ -1,0 +1,160 @@
+"""KumoMTA JSON log records.
+
+Reference: KumoMTA "Log Record" (https://docs.kumomta.com/reference/log_record/). One JSON
+object per record; ``type`` says what happened. Delivery, TransientFailure, Bounce and
+Expiration are delivery attempts (or the end of them). Reception, Feedback, OOB, AdminBounce,
+Rejection and Delay are not attempts and are skipped: an OOB bounce follows a Delivery record
+already counted, and an AdminBounce is an operator's decision, not a receiver's answer.
+
+Field mapping:
+- ``timestamp`` (unix seconds, or RFC 3339 in some builds) -> event_time
+- ``response.code`` / ``response.enhanced_code`` {class, subject, detail} /
+  ``response.content`` -> reply
+- ``egress_pool`` -> pool; ``source_address.address`` (since 2024.09.02, "ip:port") ->
+  source_ip; ``peer_address.name`` (the MX host) -> mx_host, else the host in ``site``
+- ``num_attempts`` -> attempt (at least 1); ``id`` (spool id) -> message_id
+- tenant and campaign from ``meta.tenant`` / ``meta.campaign`` when the logger is configured
+  to log those meta keys, else from the queue name ``[campaign:][tenant@]domain``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from delivery.adapters.common import (
+    Converted,
+    Draft,
+    FormatError,
+    as_dict,
+    domain_of,
+    host_without_port,
+    opt_str,
+    parse_time,
+    require,
+    show,
+)
+from schemas.vocabulary import SourceStatus
+
+NAME = "kumomta"
+
+STATUS: Mapping[str, SourceStatus] = {
+    "Delivery": SourceStatus.DELIVERED,
+    "TransientFailure": SourceStatus.DEFERRED,
+    "Bounce": SourceStatus.BOUNCED,
+    "Expiration": SourceStatus.EXPIRED,
+}
+SKIPPED = frozenset({"Reception", "Feedback", "OOB", "AdminBounce", "Rejection", "Delay"})
+#: Every record type the documentation lists; detection keys on these.
+TYPES = frozenset(STATUS) | SKIPPED
+
+ORIGIN: Mapping[str, str] = {
+    "event_time": "timestamp",
+    "recipient": "recipient",
+    "sender": "sender",
+    "sending_domain": "sender",
+    "source_ip": "source_address.address",
+    "pool": "egress_pool",
+    "mx_host": "peer_address.name",
+    "reply.code": "response.code",
+    "reply.enhanced": "response.enhanced_code",
+    "reply.text": "response.content",
+    "reply": "response",
+    "status": "type",
+    "attempt": "num_attempts",
+    "message_id": "id",
+    "tenant": "meta.tenant",
+    "campaign": "meta.campaign",
+}
+
+# site is "<source>-><mx pattern>", e.g. "source2->(alt1|alt2)?.gmail-smtp-in.l.google.com."
+_SITE_ALTS = re.compile(r"^\([^)]*\)\?\.")
+
+
+def looks_like(record: Mapping[str, Any]) -> bool:
+    kind = record.get("type")
+    return isinstance(kind, str) and kind in TYPES and "recipient" in record
+
+
+def convert(record: dict[str, Any]) -> Converted:
+    kind = require(record, "type")
+    status = STATUS.get(kind)
+    if status is None:
+        if kind in SKIPPED or isinstance(kind, str):
+            # unknown future record types are skipped like the known non-attempts
+            return None
+        raise FormatError("type", f"expected a record type string (got {show(kind)})")
+
+    response = as_dict(require(record, "response"), "response")
+    enhanced = _enhanced(response.get("enhanced_code"))
+    meta = record.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    campaign, tenant = _queue_parts(record.get("queue"))
+    sender = opt_str(record.get("sender"))
+    source = record.get("source_address")
+    source_ip = (
+        host_without_port(opt_str(source.get("address"))) if isinstance(source, dict) else None
+    )
+    peer = record.get("peer_address")
+    mx_host = opt_str(peer.get("name")) if isinstance(peer, dict) else None
+    mx_host = mx_host.rstrip(".") if mx_host else _site_host(record.get("site"))
+    attempts = record.get("num_attempts")
+
+    fields: dict[str, Any] = {
+        "event_time": parse_time(require(record, "timestamp"), "timestamp"),
+        "sender": sender,
+        "sending_domain": domain_of(sender),
+        "source_ip": source_ip,
+        "pool": opt_str(record.get("egress_pool")),
+        "mx_host": mx_host,
+        "reply": {
+            "code": response.get("code"),
+            "enhanced": enhanced,
+            "text": response.get("content") or "",
+        },
+        "status": status,
+        # num_attempts counts the attempts made so far; older builds logged 0 on the first
+        "attempt": 1 if attempts is None or attempts == 0 else attempts,
+        "message_id": opt_str(record.get("id")),
+        "tenant": opt_str(meta.get("tenant")) or tenant,
+        "campaign": opt_str(meta.get("campaign")) or campaign,
+        "source_format": NAME,
+    }
+    recipient = require(record, "recipient")
+    # newer builds may log several recipients of one message in a single record
+    recipients = recipient if isinstance(recipient, list) else [recipient]
+    return [Draft({**fields, "recipient": rcpt}, ORIGIN) for rcpt in recipients]
+
+
+def _enhanced(value: object) -> str | None:
+    if value is None:
+        return None
+    code = as_dict(value, "response.enhanced_code")
+    try:
+        return f"{int(code['class'])}.{int(code['subject'])}.{int(code['detail'])}"
+    except (KeyError, TypeError, ValueError):
+        raise FormatError(
+            "response.enhanced_code",
+            f"expected {{class, subject, detail}} integers (got {show(value)})",
+        ) from None
+
+
+def _queue_parts(queue: object) -> tuple[str | None, str | None]:
+    """KumoMTA queue names are ``[campaign:][tenant@]domain``."""
+    if not isinstance(queue, str):
+        return None, None
+    campaign, sep, rest = queue.partition(":")
+    if not sep:
+        campaign, rest = "", queue
+    tenant, sep, _domain = rest.rpartition("@")
+    return campaign or None, (tenant if sep else "") or None
+
+
+def _site_host(site: object) -> str | None:
+    if not isinstance(site, str) or "->" not in site:
+        return None
+    host = _SITE_ALTS.sub("", site.partition("->")[2]).rstrip(".")
+    if not host or any(c in host for c in "()|?*"):
+        return None
+    return host
