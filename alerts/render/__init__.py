@@ -1,0 +1,197 @@
+"""Rendering alert transitions for people: the words and numbers every receiver shares.
+
+Slack blocks, email and the console say the same things in the same words; the phrasing
+lives here once, and each renderer only lays it out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from alerts.render.sparkline import sparkline
+from alerts.routing import format_duration
+from schemas.alert import AlertState, AlertTransition, ReplySample, Severity, TransitionKind
+
+SEVERITY_ORDER = {Severity.WARNING: 1, Severity.CRITICAL: 2}
+EMOJI = {Severity.CRITICAL: "🔴", Severity.WARNING: "🟠"}
+RESOLVED_EMOJI = "✅"
+PENDING_EMOJI = "⏳"
+
+#: How group labels are named in front of people.
+GROUP_LABEL_NAMES = {"source_ip": "IP", "sending_domain": "domain", "tenant": "tenant"}
+
+KIND_WORDS = {
+    TransitionKind.PENDING: "pending",
+    TransitionKind.FIRING: "firing",
+    TransitionKind.SEVERITY_CHANGED: "severity changed",
+    TransitionKind.REMINDER: "still firing",
+    TransitionKind.RESOLVED: "resolved",
+}
+
+_CATEGORY_RATE = re.compile(r"^category_rate\((\w+)\)$")
+
+
+def is_rate(metric: str) -> bool:
+    return "rate" in metric
+
+
+def metric_label(metric: str) -> str:
+    """``soft_bounce_rate`` → ``soft-bounce rate``; ``category_rate(x)`` → ``x rate``."""
+    match = _CATEGORY_RATE.match(metric)
+    if match:
+        return f"{match.group(1).replace('_', ' ')} rate"
+    if metric.endswith("_rate"):
+        return f"{metric[: -len('_rate')].replace('_', '-')} rate"
+    return metric.replace("_", " ")
+
+
+def rate_definition(metric: str) -> str:
+    """What a rate divides, said wherever the number is shown (attempts, not messages)."""
+    match = _CATEGORY_RATE.match(metric)
+    if match:
+        return f"{match.group(1).replace('_', ' ')} replies / delivery attempts"
+    known = {
+        "soft_bounce_rate": "soft bounces / delivery attempts",
+        "hard_bounce_rate": "hard bounces / delivery attempts",
+        "bounce_rate": "bounces / delivery attempts",
+        "deferral_rate": "deferrals / delivery attempts",
+        "failure_rate": "failed attempts / delivery attempts",
+    }
+    if metric in known:
+        return known[metric]
+    return f"{metric_label(metric)} per delivery attempt" if is_rate(metric) else ""
+
+
+def fmt_number(metric: str, value: float) -> str:
+    if is_rate(metric):
+        percent = value * 100
+        return f"{percent:.2f}%" if 0 < abs(percent) < 1 else f"{percent:.1f}%"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}"
+
+
+def fmt_count(value: int) -> str:
+    return f"{value:,}"
+
+
+def fmt_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value.utcoffset() is not None else str(value)
+
+
+def isp_label(t: AlertTransition) -> str:
+    """``Microsoft (IP 203.0.113.7)``: the ISP and what else the alert is grouped by."""
+    extra = [f"{GROUP_LABEL_NAMES.get(k, k)} {v}" for k, v in sorted(t.group.items()) if v]
+    return f"{t.isp_name} ({', '.join(extra)})" if extra else t.isp_name
+
+
+def comparison(t: AlertTransition) -> str:
+    """The number against what it is judged by: ``18.4% ≥ threshold 5.0%``."""
+    value = fmt_number(t.metric, t.value)
+    if t.baseline is not None:
+        text = f"{value} vs baseline {fmt_number(t.metric, t.baseline)}"
+        if t.baseline > 0:
+            text += f" (×{t.value / t.baseline:.1f})"  # noqa: RUF001
+        return text
+    if t.threshold is not None:
+        relation = "≥" if t.value >= t.threshold else "<"
+        return f"{value} {relation} threshold {fmt_number(t.metric, t.threshold)}"
+    return value
+
+
+def volume(t: AlertTransition) -> str:
+    return f"{fmt_count(t.attempts)} attempts in the last {format_duration_s(t.window_seconds)}"
+
+
+def format_duration_s(seconds: int) -> str:
+    return format_duration(timedelta(seconds=seconds))
+
+
+def trend_line(t: AlertTransition) -> str | None:
+    if not t.trend:
+        return None
+    first, last = t.trend[0], t.trend[-1]
+    return (
+        f"{sparkline(t.trend)}  {fmt_number(t.metric, first)} → {fmt_number(t.metric, last)}"
+        f" over the last {len(t.trend)} buckets"
+    )
+
+
+def categories(t: AlertTransition, limit: int = 6) -> list[tuple[str, int]]:
+    ranked = sorted(t.categories.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = [(name.replace("_", " "), count) for name, count in ranked[:limit]]
+    rest = sum(count for _, count in ranked[limit:])
+    if rest:
+        shown.append(("other", rest))
+    return shown
+
+
+def reply_code(r: ReplySample) -> str:
+    parts = [str(r.code) if r.code is not None else "", r.enhanced or "", r.isp_code or ""]
+    return " ".join(p for p in parts if p) or "no code"
+
+
+def top_replies(t: AlertTransition, limit: int = 3) -> list[ReplySample]:
+    return sorted(t.top_replies, key=lambda r: -r.count)[:limit]
+
+
+def runbook(t: AlertTransition, fallback: str | None) -> str | None:
+    return t.annotations.get("runbook_url") or fallback
+
+
+def worst_severity(ts: Sequence[AlertTransition]) -> Severity:
+    return max((t.severity for t in ts), key=lambda s: SEVERITY_ORDER[s])
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The one-line statement of a message: subject line, header, notification text."""
+
+    emoji: str
+    status: str  # FIRING, RESOLVED, ...
+    severity: Severity
+    subject: str
+
+    def tag(self) -> str:
+        if self.status == "RESOLVED":
+            return "[RESOLVED]"
+        return f"[{self.status} {self.severity.value}]"
+
+
+def headline(ts: Sequence[AlertTransition]) -> Headline:
+    """What a message about these transitions (one group) says first.
+
+    For the first message of a thread re-rendered later, ``ts`` are the latest states of its
+    alerts, so the header shows the incident as it stands now.
+    """
+    firing = [t for t in ts if t.state is AlertState.FIRING]
+    pending = [t for t in ts if t.state is AlertState.PENDING]
+    active = firing or pending
+    severity = worst_severity(active or ts)
+    if not active:
+        emoji, status = RESOLVED_EMOJI, "RESOLVED"
+    elif firing:
+        emoji, status = EMOJI[severity], "FIRING"
+    else:
+        emoji, status = PENDING_EMOJI, "PENDING"
+    if len(ts) == 1:
+        t = ts[0]
+        subject = (
+            f"{isp_label(t)}: {metric_label(t.metric)} {fmt_number(t.metric, t.value)}"
+            f" of {fmt_count(t.attempts)} attempts"
+        )
+    else:
+        rules = sorted({t.rule for t in ts})
+        shown = [f"{isp_label(t)} {fmt_number(t.metric, t.value)}" for t in ts[:4]]
+        more = f", +{len(ts) - 4} more" if len(ts) > 4 else ""
+        partial = bool(active) and len(active) < len(ts)
+        counted = f" ({len(active)} of {len(ts)} firing)" if partial else ""
+        subject = f"{', '.join(rules)}: {', '.join(shown)}{more}{counted}"
+    return Headline(emoji=emoji, status=status, severity=severity, subject=subject)
