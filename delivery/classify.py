@@ -1,0 +1,292 @@
+"""Classification of one delivery attempt from its SMTP reply (and the source's own verdict).
+
+``ReplyClassifier.classify(code, enhanced, text, status)`` returns a ``Classification``:
+
+- **outcome** follows the reply class (RFC 5321 4.2.1): 2xx delivered, 4xx deferred,
+  5xx bounced. Without a reply code the class comes from the enhanced code, then from the
+  source's status. A rule may force an outcome (``outcome_override``), which no packaged
+  rule does today.
+- **category** comes from the first matching rule of the rules table
+  (``delivery/data/reply_rules.yaml`` plus an optional user file), read against the reply
+  code, the RFC 3463 enhanced code and the text together. The table ends with RFC 3463
+  subject/detail meanings and then RFC 5321 reply-code meanings, so a reply no ISP rule knows
+  still gets the most specific standard meaning it carries.
+- **bounce_type**: ``none`` when delivered; ``hard`` only when the category means the
+  address itself is bad (``HARD_CATEGORIES``) *and* the outcome is bounced; otherwise
+  ``soft``. So a 4xx "user unknown" is a soft deferral, and a 5xx "mailbox full" or a 5xx
+  rate limit (QQ answers 550 for both) is a soft bounce: the address is fine, the message
+  was refused for now.
+
+Source statuses without an SMTP answer:
+
+- ``expired``: the MTA gave up retrying. Category ``expired``, outcome bounced, soft (the
+  address was never shown to be bad); the last reply's ISP code is kept.
+- ``suppressed``: the ESP refused to send because the address is on its suppression list
+  (earlier hard bounce, complaint or unsubscribe). Category ``suppressed``, outcome
+  bounced, **hard**. We follow the ESPs here: Amazon SES reports these as
+  ``bounceType: Permanent`` with sub-type ``Suppressed`` / ``OnAccountSuppressionList``,
+  and SendGrid and Postmark file them with bounces. Note that no message reached the ISP,
+  so per-ISP rate rules may prefer to leave this category out.
+- ``delivered`` / ``deferred`` / ``bounced`` with no code give the outcome; the text (if
+  any) still picks the category.
+
+Hot path: 2xx replies and the two status verdicts above return before any text work.
+Everything else is normalized (IP addresses, e-mail addresses, long ids, times stripped;
+multi-line continuation prefixes dropped; whitespace collapsed) and classified through a
+bounded LRU cache keyed on (code, enhanced, normalized text, status). Classification reads
+the *normalized* text, so a cached answer is exactly what a fresh one would be.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from delivery.rules_table import (
+    ISP_CODE_FROM_ENHANCED,
+    CompiledRule,
+    CompiledTable,
+    RulesFile,
+    compile_table,
+    load_rules_file,
+    parse_rules_text,
+)
+from delivery.types import Classification
+from schemas.vocabulary import HARD_CATEGORIES, BounceType, Category, Outcome, SourceStatus
+
+DEFAULT_CACHE_SIZE = 65_536
+
+# Variable parts of reply texts that say nothing about the cause. Everything here is
+# replaced by one placeholder so that replies differing only in them share a cache entry.
+# ISP codes survive: TSS04, S3150, BL000001, OFR004_105 are short or start with letters.
+_VOLATILE = re.compile(
+    r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+"  # e-mail addresses
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}\b"  # IPv4
+    r"|\b(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{1,4}\b"  # IPv6, and clock times
+    r"|\b(?=[\w.-]*\d)[\w.-]{20,}"  # session/queue ids, MX host names with digits
+    r"|\b(?=[A-Za-z]*\d)[0-9A-Fa-f]{10,}\b"  # hex ids
+    r"|\b\d{6,}\b"  # long numbers: timestamps, internal ids, sizes
+)
+_PLACEHOLDER = "<*>"
+# "550-5.7.26 text" continuation lines of a multi-line reply repeat code and enhanced code.
+_CONTINUATION = re.compile(r"\n\s*\d{3}[ -](?:[245]\.\d{1,3}\.\d{1,3}[ -]?)?")
+_DSN_PREFIX = re.compile(r"^\s*(?:diagnostic-code:\s*)?(?:smtp|x-postfix|x-unix)\s*;\s*", re.I)
+_LEADING = re.compile(r"^\s*(?P<code>[245]\d\d)?[ -]?\s*(?:#?(?P<enh>[245]\.\d{1,3}\.\d{1,3})\b)?")
+# An enhanced code written elsewhere in the text ("(#4.4.5)", "[5.1.1]"), guarded so that
+# dotted numbers such as 4.16.55.1 are not taken for one.
+_EMBEDDED_ENHANCED = re.compile(r"(?<![\d.])#?([245]\.\d{1,3}\.\d{1,3})(?![\d.]*\d)(?!\.\d)")
+
+
+def normalize_text(text: str) -> str:
+    """The cache key form of a reply text: volatile parts replaced, whitespace collapsed."""
+    if "\n" in text:
+        text = _CONTINUATION.sub(" ", text)
+    text = _DSN_PREFIX.sub("", text, count=1)
+    text = _VOLATILE.sub(_PLACEHOLDER, text)
+    return " ".join(text.split())
+
+
+def split_reply(code: int | None, enhanced: str | None, text: str) -> tuple[int | None, str | None]:
+    """The reply code and enhanced code, taking them from the text when not given.
+
+    A given enhanced code of the form X.0.0 (a DSN's generic Status) yields to a more
+    specific one at the start of the text: "Status: 5.0.0" with "550 5.7.606 ..." is 5.7.606.
+    """
+    enhanced = enhanced.strip() if enhanced else None
+    found = _LEADING.match(text)
+    text_code = found.group("code") if found else None
+    text_enhanced = found.group("enh") if found else None
+    if code is None and text_code is not None:
+        code = int(text_code)
+    if enhanced is None or (enhanced.endswith(".0.0") and text_enhanced is not None):
+        if text_enhanced is None:
+            embedded = _EMBEDDED_ENHANCED.search(text)
+            text_enhanced = embedded.group(1) if embedded else None
+        if text_enhanced is not None:
+            enhanced = text_enhanced
+    return code, enhanced
+
+
+def _reply_class(code: int | None, enhanced: str | None, status: SourceStatus | None) -> int:
+    if code is not None:
+        return code // 100
+    if enhanced is not None and enhanced[:1] in ("2", "4", "5"):
+        return int(enhanced[0])
+    if status is SourceStatus.DELIVERED:
+        return 2
+    if status is SourceStatus.DEFERRED:
+        return 4
+    if status is SourceStatus.BOUNCED:
+        return 5
+    return 0
+
+
+_OUTCOME_BY_CLASS = {2: Outcome.DELIVERED, 4: Outcome.DEFERRED, 5: Outcome.BOUNCED}
+
+
+def bounce_type_for(outcome: Outcome, category: Category) -> BounceType:
+    if outcome is Outcome.DELIVERED:
+        return BounceType.NONE
+    if outcome is Outcome.BOUNCED and category in HARD_CATEGORIES:
+        return BounceType.HARD
+    return BounceType.SOFT
+
+
+class ReplyClassifier:
+    """Classifies SMTP replies with a compiled rules table and a bounded cache."""
+
+    def __init__(self, table: CompiledTable, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        self._table = table
+        self._cached: Callable[
+            [int | None, str | None, str, SourceStatus | None], Classification
+        ] = functools.lru_cache(maxsize=cache_size)(self._classify_normalized)
+
+    @property
+    def table(self) -> CompiledTable:
+        return self._table
+
+    def classify(
+        self,
+        code: int | None,
+        enhanced: str | None,
+        text: str,
+        status: SourceStatus | None = None,
+    ) -> Classification:
+        if status is SourceStatus.SUPPRESSED:
+            return _SUPPRESSED
+        if code is not None and 200 <= code < 300 and status is not SourceStatus.EXPIRED:
+            return _DELIVERED
+        return self._cached(code, enhanced, normalize_text(text) if text else "", status)
+
+    def cache_info(self) -> functools._CacheInfo:
+        return self._cached.cache_info()  # type: ignore[attr-defined, no-any-return]
+
+    def _classify_normalized(
+        self, code: int | None, enhanced: str | None, text: str, status: SourceStatus | None
+    ) -> Classification:
+        code, enhanced = split_reply(code, enhanced, text)
+        if status is SourceStatus.EXPIRED:
+            return self._expired(code, enhanced, text)
+        reply_class = _reply_class(code, enhanced, status)
+        if reply_class == 2:
+            return _DELIVERED
+        rule = self._first_match(reply_class, code, enhanced, text)
+        if rule is None:
+            outcome = _OUTCOME_BY_CLASS.get(reply_class, Outcome.DEFERRED)
+            return Classification(
+                outcome=outcome,
+                bounce_type=bounce_type_for(outcome, Category.UNKNOWN),
+                category=Category.UNKNOWN,
+                reason="reply not recognised by any rule",
+                isp_code=self._isp_code(None, enhanced, text),
+                rule_id=None,
+            )
+        outcome = rule.outcome_override or _OUTCOME_BY_CLASS.get(reply_class) or _fallback(rule)
+        category = rule.category
+        if category is Category.DELIVERED and outcome is not Outcome.DELIVERED:
+            category = Category.UNKNOWN
+        return Classification(
+            outcome=outcome,
+            bounce_type=bounce_type_for(outcome, category),
+            category=category,
+            reason=rule.reason,
+            isp_code=self._isp_code(rule, enhanced, text),
+            rule_id=rule.id,
+        )
+
+    def _first_match(
+        self, reply_class: int, code: int | None, enhanced: str | None, text: str
+    ) -> CompiledRule | None:
+        for rule in self._table.by_class.get(reply_class, ()):
+            if rule.matches(code, enhanced, text):
+                return rule
+        return None
+
+    def _isp_code(self, rule: CompiledRule | None, enhanced: str | None, text: str) -> str | None:
+        if rule is not None and rule.isp_code is not None:
+            if rule.isp_code == ISP_CODE_FROM_ENHANCED:
+                return enhanced
+            return rule.isp_code
+        if rule is not None and rule.regex is not None and "isp_code" in rule.regex.groupindex:
+            found = rule.regex.search(text)
+            if found is not None and found.group("isp_code"):
+                return found.group("isp_code")
+        for extractor in self._table.isp_codes:
+            value = extractor.extract(text)
+            if value is not None:
+                return value
+        return None
+
+    def _expired(self, code: int | None, enhanced: str | None, text: str) -> Classification:
+        last = None
+        if text or code is not None or enhanced is not None:
+            reply_class = _reply_class(code, enhanced, None)
+            rule = self._first_match(reply_class, code, enhanced, text)
+            if rule is not None:
+                last = rule
+        reason = "the sending MTA gave up retrying (message expired)"
+        if last is not None and last.category is not Category.EXPIRED:
+            reason += f"; last reply: {last.reason}"
+        return Classification(
+            outcome=Outcome.BOUNCED,
+            bounce_type=BounceType.SOFT,
+            category=Category.EXPIRED,
+            reason=reason,
+            isp_code=self._isp_code(last, enhanced, text) if text else None,
+            rule_id="status.expired",
+        )
+
+
+def _fallback(rule: CompiledRule) -> Outcome:
+    # Neither a reply code, an enhanced code nor a status: a category that condemns the
+    # address (or the MTA's expiry) is final; anything else may still be retried.
+    if rule.category in HARD_CATEGORIES or rule.category is Category.EXPIRED:
+        return Outcome.BOUNCED
+    return Outcome.DEFERRED
+
+
+_DELIVERED = Classification(
+    outcome=Outcome.DELIVERED,
+    bounce_type=BounceType.NONE,
+    category=Category.DELIVERED,
+    reason="accepted by the receiving server (2xx)",
+    isp_code=None,
+    rule_id="smtp.2xx",
+)
+_SUPPRESSED = Classification(
+    outcome=Outcome.BOUNCED,
+    bounce_type=BounceType.HARD,
+    category=Category.SUPPRESSED,
+    reason="not sent: the address is on the sender's suppression list",
+    isp_code=None,
+    rule_id="status.suppressed",
+)
+
+
+def packaged_rules() -> RulesFile:
+    text = (
+        importlib.resources.files("delivery").joinpath("data/reply_rules.yaml").read_text("utf-8")
+    )
+    return parse_rules_text(text, "delivery/data/reply_rules.yaml")
+
+
+def load_classifier(
+    extra_rules: Path | None = None, cache_size: int = DEFAULT_CACHE_SIZE
+) -> ReplyClassifier:
+    """The packaged table plus an optional user file whose rules take precedence.
+
+    A user rule with the id of a packaged rule replaces it; a new id adds a rule, evaluated
+    before packaged rules of the same priority and kind. A bad file raises
+    ``RulesFileError`` naming the rule, field and line.
+    """
+    user = load_rules_file(extra_rules) if extra_rules is not None else None
+    return ReplyClassifier(compile_table(packaged_rules(), user), cache_size=cache_size)
+
+
+@functools.cache
+def default_classifier() -> ReplyClassifier:
+    """The classifier over the packaged table, built once per process."""
+    return load_classifier()
