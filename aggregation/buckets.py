@@ -1,0 +1,582 @@
+"""Event-time buckets of delivery counts per aggregation key, and the partials that feed them.
+
+The flow, live and offline alike::
+
+    PartialBuilder.add(...) per event ─► drain() ─► {key: Partial}
+        ─► KeyBuckets.merge(partial) per key ─► KeyBuckets.window(start, end) for the rules
+
+Aggregation keys are strings (they are Kafka keys): ``isp=gmail`` for the ISP alone, and
+``isp=microsoft|source_ip=1.2.3.4`` when a rule groups by more dimensions (see ``KeySpec``).
+
+Time is event time in integer epoch seconds. A bucket ``[start, start + bucket_seconds)`` is
+*closed* once its end is at or before the key's watermark; the watermark only moves forward
+(the maximum event time seen minus the allowed lateness, or a later time the caller passes).
+Closed buckets never change again: counts arriving for them are counted as late instead, so
+every evaluation over closed buckets gives the same answer live, after a restart and offline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aggregation.topk import DEFAULT_CAPACITY, TopK
+from delivery.types import Classification
+from schemas.vocabulary import BounceType, Category, Outcome
+
+#: Dimensions a rule may group by besides the ISP, in the order they appear in key strings.
+GROUP_DIMENSIONS: tuple[str, ...] = ("source_ip", "sending_domain", "tenant")
+
+DEFAULT_BUCKET_SECONDS = 60
+DEFAULT_LATENESS_SECONDS = 300
+#: Reply texts are evidence for alerts over recent windows; older buckets keep counts only,
+#: so a day-long baseline does not carry a day of reply samples in every table write.
+DEFAULT_EVIDENCE_SECONDS = 3600
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def _escape(value: str) -> str:
+    return value.replace("%", "%25").replace("|", "%7C").replace("=", "%3D")
+
+
+def _unescape(value: str) -> str:
+    return value.replace("%3D", "=").replace("%7C", "|").replace("%25", "%")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class KeySpec:
+    """Which dimensions, besides the ISP, one family of aggregation keys is grouped by."""
+
+    dims: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.dims) - set(GROUP_DIMENSIONS)
+        if unknown:
+            raise ValueError(f"unknown group_by dimension(s): {sorted(unknown)}")
+        ordered = tuple(d for d in GROUP_DIMENSIONS if d in self.dims)
+        if ordered != self.dims:
+            object.__setattr__(self, "dims", ordered)
+
+    @classmethod
+    def of(cls, dims: Iterable[str]) -> KeySpec:
+        return cls(tuple(d for d in GROUP_DIMENSIONS if d in set(dims)))
+
+
+#: The key family every event feeds: the ISP alone.
+ISP_KEY_SPEC = KeySpec(())
+
+
+def make_key(isp: str, group: Mapping[str, str] | None = None) -> str:
+    """``isp=gmail`` or ``isp=microsoft|source_ip=1.2.3.4``: dimensions in a fixed order."""
+    parts = [f"isp={_escape(isp)}"]
+    for dim in GROUP_DIMENSIONS:
+        if group and dim in group:
+            parts.append(f"{dim}={_escape(group[dim])}")
+    return "|".join(parts)
+
+
+def parse_key(key: str) -> tuple[str, dict[str, str]]:
+    """The ISP and the group labels of a key string made by ``make_key``."""
+    isp: str | None = None
+    group: dict[str, str] = {}
+    for part in key.split("|"):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"malformed aggregation key {key!r}")
+        if name == "isp":
+            isp = _unescape(value)
+        elif name in GROUP_DIMENSIONS:
+            group[name] = _unescape(value)
+        else:
+            raise ValueError(f"unknown dimension {name!r} in aggregation key {key!r}")
+    if isp is None:
+        raise ValueError(f"aggregation key without isp: {key!r}")
+    return isp, group
+
+
+def key_spec_of(key: str) -> KeySpec:
+    return KeySpec.of(parse_key(key)[1])
+
+
+# --------------------------------------------------------------------------- counts
+
+
+@dataclass(slots=True)
+class Counts:
+    """Attempt counts over one bucket or one window.
+
+    ``soft`` and ``hard`` count attempts by the classifier's bounce type, whatever the
+    outcome: a 4xx deferral is a soft bounce, so ``soft`` includes ``deferred``.
+    ``categories`` counts every attempt by cause (``delivered`` included); ``replies`` keeps
+    the most frequent reply texts of each failure category.
+    """
+
+    attempts: int = 0
+    delivered: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    soft: int = 0
+    hard: int = 0
+    categories: dict[str, int] = field(default_factory=dict)
+    replies: dict[str, TopK] = field(default_factory=dict)
+
+    def add(
+        self,
+        classification: Classification,
+        code: int | None,
+        enhanced: str | None,
+        text: str,
+        reply_capacity: int = DEFAULT_CAPACITY,
+    ) -> None:
+        self.attempts += 1
+        outcome = classification.outcome
+        if outcome is Outcome.DELIVERED:
+            self.delivered += 1
+        elif outcome is Outcome.DEFERRED:
+            self.deferred += 1
+        else:
+            self.bounced += 1
+        if classification.bounce_type is BounceType.SOFT:
+            self.soft += 1
+        elif classification.bounce_type is BounceType.HARD:
+            self.hard += 1
+        category = classification.category.value
+        self.categories[category] = self.categories.get(category, 0) + 1
+        if classification.category is not Category.DELIVERED and (text or code):
+            topk = self.replies.get(category)
+            if topk is None:
+                topk = self.replies[category] = TopK(reply_capacity)
+            topk.add(code, enhanced, text, classification.isp_code)
+
+    def merge(self, other: Counts, with_replies: bool = True) -> None:
+        self.attempts += other.attempts
+        self.delivered += other.delivered
+        self.deferred += other.deferred
+        self.bounced += other.bounced
+        self.soft += other.soft
+        self.hard += other.hard
+        for category, n in other.categories.items():
+            self.categories[category] = self.categories.get(category, 0) + n
+        if with_replies:
+            for category, topk in other.replies.items():
+                mine = self.replies.get(category)
+                if mine is None:
+                    mine = self.replies[category] = TopK(topk.capacity)
+                mine.merge(topk)
+
+    def failures(self) -> dict[str, int]:
+        """Attempts per failure category (everything but ``delivered``), largest first."""
+        items = [(c, n) for c, n in self.categories.items() if c != Category.DELIVERED.value and n]
+        return dict(sorted(items, key=lambda cn: (-cn[1], cn[0])))
+
+    def to_dict(self) -> dict[str, Any]:
+        # Short keys and omitted zeros: thousands of these sit in one table value.
+        out: dict[str, Any] = {"a": self.attempts}
+        for short, value in (
+            ("d", self.delivered),
+            ("f", self.deferred),
+            ("b", self.bounced),
+            ("s", self.soft),
+            ("h", self.hard),
+        ):
+            if value:
+                out[short] = value
+        if self.categories:
+            out["c"] = dict(self.categories)
+        if self.replies:
+            out["r"] = {category: topk.to_dict() for category, topk in self.replies.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Counts:
+        return cls(
+            attempts=int(data.get("a", 0)),
+            delivered=int(data.get("d", 0)),
+            deferred=int(data.get("f", 0)),
+            bounced=int(data.get("b", 0)),
+            soft=int(data.get("s", 0)),
+            hard=int(data.get("h", 0)),
+            categories={str(k): int(v) for k, v in data.get("c", {}).items()},
+            replies={str(k): TopK.from_dict(v) for k, v in data.get("r", {}).items()},
+        )
+
+
+# --------------------------------------------------------------------------- time
+
+
+def epoch_seconds(value: datetime | float) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("event time must be timezone-aware")
+        return value.timestamp()
+    return float(value)
+
+
+def bucket_start(t: float, bucket_seconds: int) -> int:
+    return math.floor(t / bucket_seconds) * bucket_seconds
+
+
+def align_down(t: int, bucket_seconds: int) -> int:
+    """The latest bucket boundary at or before ``t``: the end of the last closed bucket."""
+    return (t // bucket_seconds) * bucket_seconds
+
+
+# --------------------------------------------------------------------------- partials
+
+
+@dataclass(slots=True)
+class Partial:
+    """Counts of one aggregation key from one ingest batch, per bucket start.
+
+    ``sources`` maps a source partition (any string the caller chooses, e.g. ``"events:3"``)
+    to the ``[first, last]`` input offsets the batch covered; ``KeyBuckets.merge`` uses it to
+    merge a partial re-sent after a crash only once.
+    """
+
+    key: str
+    buckets: dict[int, Counts] = field(default_factory=dict)
+    max_event_time: float | None = None
+    sources: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def attempts(self) -> int:
+        return sum(c.attempts for c in self.buckets.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "buckets": {str(start): counts.to_dict() for start, counts in self.buckets.items()},
+            "max_event_time": self.max_event_time,
+            "sources": {p: list(r) for p, r in self.sources.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Partial:
+        met = data.get("max_event_time")
+        return cls(
+            key=str(data["key"]),
+            buckets={int(s): Counts.from_dict(c) for s, c in data.get("buckets", {}).items()},
+            max_event_time=None if met is None else float(met),
+            sources={str(p): [int(r[0]), int(r[1])] for p, r in data.get("sources", {}).items()},
+        )
+
+
+class PartialBuilder:
+    """Accumulates one ingest batch into partial counts per aggregation key.
+
+    Every event feeds its ISP key, plus one key per extra ``KeySpec`` (from
+    ``alerts.rules.RuleSet.key_specs``) for which the event carries every dimension; an event
+    without a source IP feeds no ``source_ip`` key, since an alert on "unknown IP" could not be
+    acted on, and the ISP key counts it anyway.
+    """
+
+    def __init__(
+        self,
+        key_specs: Iterable[KeySpec] = (ISP_KEY_SPEC,),
+        bucket_seconds: int = DEFAULT_BUCKET_SECONDS,
+        reply_capacity: int = DEFAULT_CAPACITY,
+    ) -> None:
+        specs = set(key_specs) | {ISP_KEY_SPEC}
+        self._extra_specs: list[KeySpec] = sorted(s for s in specs if s.dims)
+        self._bucket = bucket_seconds
+        self._capacity = reply_capacity
+        self._partials: dict[str, Partial] = {}
+        self._sources: dict[str, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._partials)
+
+    def add(
+        self,
+        event_time: datetime | float,
+        isp: str,
+        classification: Classification,
+        *,
+        code: int | None = None,
+        enhanced: str | None = None,
+        text: str = "",
+        source_ip: str | None = None,
+        sending_domain: str | None = None,
+        tenant: str | None = None,
+        partition: str | None = None,
+        offset: int | None = None,
+    ) -> None:
+        t = epoch_seconds(event_time)
+        start = bucket_start(t, self._bucket)
+        self._add_to(make_key(isp), t, start, classification, code, enhanced, text)
+        if self._extra_specs:
+            values = {"source_ip": source_ip, "sending_domain": sending_domain, "tenant": tenant}
+            for spec in self._extra_specs:
+                group: dict[str, str] = {}
+                for dim in spec.dims:
+                    value = values[dim]
+                    if not value:
+                        break
+                    group[dim] = value
+                else:
+                    key = make_key(isp, group)
+                    self._add_to(key, t, start, classification, code, enhanced, text)
+        if partition is not None and offset is not None:
+            self.note_offset(partition, offset)
+
+    def note_offset(self, partition: str, offset: int) -> None:
+        """Record that the batch covers ``offset`` of ``partition`` (even if it was skipped)."""
+        span = self._sources.get(partition)
+        if span is None:
+            self._sources[partition] = [offset, offset]
+        else:
+            span[0] = min(span[0], offset)
+            span[1] = max(span[1], offset)
+
+    def _add_to(
+        self,
+        key: str,
+        t: float,
+        start: int,
+        classification: Classification,
+        code: int | None,
+        enhanced: str | None,
+        text: str,
+    ) -> None:
+        partial = self._partials.get(key)
+        if partial is None:
+            partial = self._partials[key] = Partial(key)
+        counts = partial.buckets.get(start)
+        if counts is None:
+            counts = partial.buckets[start] = Counts()
+        counts.add(classification, code, enhanced, text, self._capacity)
+        if partial.max_event_time is None or t > partial.max_event_time:
+            partial.max_event_time = t
+
+    def drain(self) -> dict[str, Partial]:
+        """The batch's partials by key, each stamped with the batch's offset ranges; resets."""
+        partials, self._partials = self._partials, {}
+        sources, self._sources = self._sources, {}
+        for partial in partials.values():
+            partial.sources = {p: list(r) for p, r in sources.items()}
+        return partials
+
+
+# --------------------------------------------------------------------------- key buckets
+
+
+@dataclass(frozen=True, slots=True)
+class AggregationConfig:
+    """How buckets are cut and how long they are kept (see ``alerts.rules.RuleSet``)."""
+
+    bucket_seconds: int = DEFAULT_BUCKET_SECONDS
+    lateness_seconds: int = DEFAULT_LATENESS_SECONDS
+    #: How far behind the watermark buckets are kept: the longest window plus baseline period
+    #: the rules read, plus one bucket of margin.
+    retention_seconds: int = 2 * 3600
+    evidence_seconds: int = DEFAULT_EVIDENCE_SECONDS
+    reply_capacity: int = DEFAULT_CAPACITY
+
+    def __post_init__(self) -> None:
+        if self.bucket_seconds <= 0 or 86400 % self.bucket_seconds:
+            raise ValueError("bucket_seconds must be positive and divide a day")
+        if self.lateness_seconds < 0 or self.retention_seconds < self.bucket_seconds:
+            raise ValueError("lateness must be >= 0 and retention at least one bucket")
+
+
+@dataclass(slots=True)
+class KeyBuckets:
+    """All buckets of one aggregation key: the value of the aggregator's table.
+
+    ``watermark`` is the closed-through event time: buckets ending at or before it are closed.
+    ``offsets`` holds the last merged input offset per source partition (merge idempotence).
+    ``late`` counts attempts that arrived for closed buckets; ``duplicates`` counts partials
+    skipped as already merged; ``overlaps`` counts partials merged although their offset range
+    began inside an already merged one (their overlap is then counted twice; see
+    ``merge``).
+    """
+
+    key: str
+    config: AggregationConfig = field(default_factory=AggregationConfig)
+    buckets: dict[int, Counts] = field(default_factory=dict)
+    max_event_time: float | None = None
+    watermark: int | None = None
+    late: int = 0
+    duplicates: int = 0
+    overlaps: int = 0
+    offsets: dict[str, int] = field(default_factory=dict)
+
+    # ---- writing
+
+    def merge(self, partial: Partial, watermark: int | None = None) -> int:
+        """Merge one partial; return how many of its attempts were late (and not counted).
+
+        ``watermark``, when given, first advances the closed-through time (for instance to a
+        worker-wide watermark, so that keys with no traffic close their buckets too); the
+        key's own watermark (max event time minus lateness) is applied after merging.
+
+        A partial whose offset ranges all end at or before the last merged offset of their
+        source partitions is a re-send and is skipped. One that starts inside a merged range
+        but extends past it (the batch was cut differently after a restart) cannot be split,
+        so it is merged and counted in ``overlaps``: over-counting one batch is the lesser
+        harm than losing it.
+        """
+        if partial.key != self.key:
+            raise ValueError(f"partial for {partial.key!r} merged into {self.key!r}")
+        if watermark is not None:
+            self.advance(watermark)
+        if partial.sources:
+            if all(r[1] <= self.offsets.get(p, -1) for p, r in partial.sources.items()):
+                self.duplicates += 1
+                return 0
+            if any(r[0] <= self.offsets.get(p, -1) for p, r in partial.sources.items()):
+                self.overlaps += 1
+            for p, r in partial.sources.items():
+                self.offsets[p] = max(self.offsets.get(p, -1), r[1])
+        size = self.config.bucket_seconds
+        late = 0
+        for start, counts in partial.buckets.items():
+            if start % size:
+                raise ValueError(f"bucket start {start} is not aligned on {size}s")
+            if self.watermark is not None and start + size <= self.watermark:
+                late += counts.attempts
+                continue
+            mine = self.buckets.get(start)
+            if mine is None:
+                self.buckets[start] = Counts.from_dict(counts.to_dict())
+            else:
+                mine.merge(counts)
+        self.late += late
+        if partial.max_event_time is not None and (
+            self.max_event_time is None or partial.max_event_time > self.max_event_time
+        ):
+            self.max_event_time = partial.max_event_time
+        own = self.own_watermark()
+        if own is not None:
+            self.advance(own)
+        return late
+
+    def own_watermark(self) -> int | None:
+        """The maximum event time seen minus the allowed lateness (whole seconds)."""
+        if self.max_event_time is None:
+            return None
+        return math.floor(self.max_event_time) - self.config.lateness_seconds
+
+    def advance(self, watermark: int) -> None:
+        """Close every bucket ending at or before ``watermark``; prune what no rule reads."""
+        if self.watermark is not None and watermark <= self.watermark:
+            return
+        self.watermark = watermark
+        size = self.config.bucket_seconds
+        drop_before = watermark - self.config.retention_seconds
+        strip_before = watermark - self.config.evidence_seconds
+        for start in list(self.buckets):
+            end = start + size
+            if end <= drop_before:
+                del self.buckets[start]
+            elif end <= strip_before and self.buckets[start].replies:
+                self.buckets[start].replies = {}
+
+    # ---- reading
+
+    def closed_end(self) -> int | None:
+        """End of the last closed bucket: the latest time a window may end at."""
+        if self.watermark is None:
+            return None
+        return align_down(self.watermark, self.config.bucket_seconds)
+
+    def window(self, start: int, end: int, with_replies: bool = False) -> Counts:
+        """Sum of the buckets in ``[start, end)``; both must be bucket-aligned."""
+        size = self.config.bucket_seconds
+        if start % size or end % size:
+            raise ValueError(f"window [{start}, {end}) is not aligned on {size}s buckets")
+        total = Counts()
+        buckets = self.buckets
+        for s in range(start, end, size):
+            counts = buckets.get(s)
+            if counts is not None:
+                total.merge(counts, with_replies=with_replies)
+        return total
+
+    def series(self, start: int, end: int, step: int) -> list[Counts]:
+        """Sums over consecutive ``step``-second slices of ``[start, end)``, oldest first."""
+        return [self.window(s, min(s + step, end)) for s in range(start, end, step)]
+
+    # ---- storage
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "key": self.key,
+            "config": [
+                cfg.bucket_seconds,
+                cfg.lateness_seconds,
+                cfg.retention_seconds,
+                cfg.evidence_seconds,
+                cfg.reply_capacity,
+            ],
+            "buckets": {str(s): c.to_dict() for s, c in self.buckets.items()},
+            "max_event_time": self.max_event_time,
+            "watermark": self.watermark,
+            "late": self.late,
+            "duplicates": self.duplicates,
+            "overlaps": self.overlaps,
+            "offsets": dict(self.offsets),
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], config: AggregationConfig | None = None
+    ) -> KeyBuckets:
+        """Restore a stored value; ``config`` (today's rules) replaces the stored one.
+
+        Retention and lateness may change with the rules; the bucket size may not, since the
+        stored buckets are cut on it.
+        """
+        stored = AggregationConfig(*data["config"])
+        if config is not None and config.bucket_seconds != stored.bucket_seconds:
+            raise ValueError(
+                f"stored buckets of {data['key']!r} are {stored.bucket_seconds}s, "
+                f"the configuration asks for {config.bucket_seconds}s"
+            )
+        met = data.get("max_event_time")
+        wm = data.get("watermark")
+        return cls(
+            key=str(data["key"]),
+            config=config or stored,
+            buckets={int(s): Counts.from_dict(c) for s, c in data.get("buckets", {}).items()},
+            max_event_time=None if met is None else float(met),
+            watermark=None if wm is None else int(wm),
+            late=int(data.get("late", 0)),
+            duplicates=int(data.get("duplicates", 0)),
+            overlaps=int(data.get("overlaps", 0)),
+            offsets={str(p): int(o) for p, o in data.get("offsets", {}).items()},
+        )
+
+
+def merge_all(
+    table: dict[str, KeyBuckets],
+    partials: Mapping[str, Partial],
+    config: AggregationConfig,
+    watermark: int | None = None,
+) -> int:
+    """Merge a batch of partials into a dict of ``KeyBuckets`` (offline use); total late."""
+    late = 0
+    for key, partial in partials.items():
+        kb = table.get(key)
+        if kb is None:
+            kb = table[key] = KeyBuckets(key, config)
+        late += kb.merge(partial, watermark)
+    return late
+
+
+def keys_for(specs: Sequence[KeySpec], isp: str, labels: Mapping[str, str | None]) -> list[str]:
+    """The aggregation keys one event with these labels feeds (for tests and tools)."""
+    keys = [make_key(isp)]
+    for spec in sorted(set(specs)):
+        if not spec.dims:
+            continue
+        group = {d: labels.get(d) for d in spec.dims}
+        if all(group.values()):
+            keys.append(make_key(isp, {d: v for d, v in group.items() if v}))
+    return keys

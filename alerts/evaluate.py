@@ -1,0 +1,366 @@
+"""Rule evaluation: closed buckets + alert states + evaluation time → transitions + new states.
+
+``Evaluator.evaluate`` is a pure function of its inputs. It reads only buckets that end at or
+before the evaluation time, which must not be later than the key's watermark, so it gives the
+same answer live, after a restart and in ``bouncewatch replay``. Calling it twice with the same
+evaluation time announces nothing the second time (see ``alerts.state.step``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aggregation.buckets import Counts, KeyBuckets, align_down, key_spec_of, parse_key
+from aggregation.metrics import Metric
+from aggregation.topk import TopK
+from alerts.actions import recommend
+from alerts.rules import RuleSet, SpikeRule, ThresholdRule, format_duration
+from alerts.state import AlertStateRecord, Step, Timing, fingerprint, severity_rank, step
+from schemas.alert import AlertState, AlertTransition, ReplySample, Severity, TransitionKind
+from schemas.vocabulary import Category
+
+#: Replies shown per alert: enough to see the pattern, few enough to read in a chat message.
+TOP_REPLIES = 5
+#: Points in a transition's trend; the window is cut into at most this many slices.
+TREND_POINTS = 15
+
+#: Names for the ISP keys the resolver knows; any other key is shown capitalized.
+KNOWN_ISP_NAMES: dict[str, str] = {
+    "gmail": "Gmail",
+    "microsoft": "Microsoft",
+    "yahoo": "Yahoo",
+    "apple": "Apple iCloud",
+    "other": "Other",
+}
+
+
+def default_isp_name(isp: str) -> str:
+    return KNOWN_ISP_NAMES.get(isp, isp.replace("_", " ").title())
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+AnyRule = ThresholdRule | SpikeRule
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What one rule saw for one key at one evaluation."""
+
+    active: Severity | None
+    value: float  # the metric over the window, as measured
+    judged: float  # what was compared: the value or its Wilson bound
+    attempts: int
+    baseline: float | None = None
+    baseline_attempts: int = 0
+
+
+class Evaluator:
+    """Evaluates a rule set over one aggregation key at a time."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        isp_names: Mapping[str, str] | Callable[[str], str] | None = None,
+        top_replies: int = TOP_REPLIES,
+    ) -> None:
+        self.rules = rules
+        self._names = isp_names
+        self._top = top_replies
+        self._by_key: dict[str, list[AnyRule]] = {}
+
+    def isp_name(self, isp: str) -> str:
+        if callable(self._names):
+            return self._names(isp)
+        if self._names is not None and isp in self._names:
+            return self._names[isp]
+        return default_isp_name(isp)
+
+    def rules_for_key(self, key: str) -> list[AnyRule]:
+        """The rules (per-ISP overrides applied) that read this aggregation key."""
+        rules = self._by_key.get(key)
+        if rules is None:
+            isp, _ = parse_key(key)
+            rules = self._by_key[key] = self.rules.rules_for(isp, key_spec_of(key))
+        return rules
+
+    def fingerprints_for(self, key: str) -> dict[str, str]:
+        """Rule name → fingerprint of every alert this key can raise."""
+        isp, group = parse_key(key)
+        return {rule.name: fingerprint(rule.name, isp, group) for rule in self.rules_for_key(key)}
+
+    def evaluate(
+        self,
+        buckets: KeyBuckets,
+        states: Mapping[str, AlertStateRecord],
+        eval_time: int,
+    ) -> tuple[list[AlertTransition], dict[str, AlertStateRecord]]:
+        """Evaluate every rule of ``buckets.key`` over the windows ending at ``eval_time``.
+
+        ``states`` maps fingerprint → record for this key (missing ones start inactive).
+        Returns the transitions to publish, in order, and every record of the key to store
+        (the ones passed in, updated, plus any new one); a rule that has never been active
+        gets no record.
+        """
+        if buckets.watermark is None or eval_time > buckets.watermark:
+            raise ValueError(
+                f"evaluation time {eval_time} is past the watermark of {buckets.key!r} "
+                f"({buckets.watermark}); call KeyBuckets.advance first"
+            )
+        key = buckets.key
+        isp, group = parse_key(key)
+        end = align_down(eval_time, buckets.config.bucket_seconds)
+        cache: dict[tuple[int, int], Counts] = {}
+        transitions: list[AlertTransition] = []
+        new_states = dict(states)
+        repeat_default = self.rules.settings.repeat_interval
+        for rule in self.rules_for_key(key):
+            fp = fingerprint(rule.name, isp, group)
+            record = states.get(fp)
+            if record is None:
+                record = AlertStateRecord(fp, rule.name, key)
+            judgement = self.judge(rule, buckets, end, record, cache)
+            if judgement.active is None and fp not in states:
+                continue  # nothing to remember about a rule that has never been active
+            timing = Timing(rule.for_, rule.repeat_interval or repeat_default)
+            result = step(record, judgement.active, end, timing)
+            new_states[fp] = result.record
+            for s in result.steps:
+                transitions.append(
+                    self._transition(rule, buckets, result.record, s, judgement, end, isp, group)
+                )
+        return transitions, new_states
+
+    # ---- judging
+
+    def _window(
+        self, kb: KeyBuckets, start: int, end: int, cache: dict[tuple[int, int], Counts]
+    ) -> Counts:
+        counts = cache.get((start, end))
+        if counts is None:
+            counts = cache[(start, end)] = kb.window(start, end)
+        return counts
+
+    def judge(
+        self,
+        rule: AnyRule,
+        kb: KeyBuckets,
+        end: int,
+        record: AlertStateRecord,
+        cache: dict[tuple[int, int], Counts] | None = None,
+    ) -> Judgement:
+        """Which severity's condition holds for ``rule`` over the window ending at ``end``.
+
+        Hysteresis: a level the alert already holds (pending or firing at that severity or
+        above) stays held until the value is back past the threshold by ``hysteresis``.
+        """
+        cache = {} if cache is None else cache
+        metric = rule.parsed_metric
+        current = self._window(kb, end - rule.window, end, cache)
+        value = metric.value(current)
+        holding = record.state in (AlertState.PENDING, AlertState.FIRING)
+        held = severity_rank(record.severity) if holding else 0
+        levels = sorted(rule.base_thresholds().items(), key=lambda lv: -severity_rank(lv[0]))
+        if isinstance(rule, ThresholdRule):
+            rising = rule.comparison in (">", ">=")
+            judged = self._judged(rule, metric, current, rising)
+            active: Severity | None = None
+            if current.attempts >= max(rule.min_attempts, 1):
+                op = _OPS[rule.comparison]
+                for severity, threshold in levels:
+                    if severity_rank(severity) <= held:
+                        h = rule.hysteresis_for(severity)
+                        threshold = threshold - h if rising else threshold + h
+                    if op(judged, threshold):
+                        active = severity
+                        break
+            return Judgement(active, value, judged, current.attempts)
+        # spike
+        judged = self._judged(rule, metric, current, True)
+        baseline, baseline_attempts = self._baseline(rule, kb, end, cache)
+        active = None
+        if (
+            baseline is not None
+            and current.attempts >= max(rule.min_attempts, 1)
+            and baseline_attempts >= rule.baseline_min_attempts
+        ):
+            for severity, factor in levels:
+                min_delta = rule.min_delta
+                if severity_rank(severity) <= held:
+                    h = rule.hysteresis_for(severity)
+                    min_delta *= (factor - h) / factor
+                    factor -= h
+                if judged >= factor * baseline and judged - baseline >= min_delta:
+                    active = severity
+                    break
+        return Judgement(active, value, judged, current.attempts, baseline, baseline_attempts)
+
+    @staticmethod
+    def _judged(rule: AnyRule, metric: Metric, counts: Counts, rising: bool) -> float:
+        if rule.confidence != "wilson":
+            return metric.value(counts)
+        # The bound on the side that makes the alert less likely: the rate is at least
+        # (rising) or at most (falling) this much with 95 % confidence.
+        return metric.lower_bound(counts) if rising else metric.upper_bound(counts)
+
+    def _baseline(
+        self, rule: SpikeRule, kb: KeyBuckets, end: int, cache: dict[tuple[int, int], Counts]
+    ) -> tuple[float | None, int]:
+        metric = rule.parsed_metric
+        values: list[float] = []
+        attempts = 0
+        current_start = end - rule.window
+        for i in range(1, rule.baseline.period // rule.window + 1):
+            stop = current_start - (i - 1) * rule.window
+            counts = self._window(kb, stop - rule.window, stop, cache)
+            attempts += counts.attempts
+            # A window without attempts has no rate: it says nothing about the baseline.
+            if counts.attempts or not metric.is_rate:
+                values.append(metric.value(counts))
+        if not values:
+            return None, attempts
+        return rule.combine(values), attempts
+
+    # ---- announcing
+
+    def _transition(
+        self,
+        rule: AnyRule,
+        kb: KeyBuckets,
+        record: AlertStateRecord,
+        s: Step,
+        judgement: Judgement,
+        end: int,
+        isp: str,
+        group: dict[str, str],
+    ) -> AlertTransition:
+        metric = rule.parsed_metric
+        start = end - rule.window
+        window = kb.window(start, end, with_replies=True)
+        failures = window.failures()
+        cause = self._cause(metric, failures)
+        isp_name = self.isp_name(isp)
+        threshold = rule.base_thresholds()[s.severity] if isinstance(rule, ThresholdRule) else None
+        assert record.started_at is not None
+        return AlertTransition(
+            fingerprint=record.fingerprint,
+            sequence=s.sequence,
+            kind=s.kind,
+            state=s.state,
+            severity=s.severity,
+            rule=rule.name,
+            rule_type=rule.type,
+            isp=isp,
+            isp_name=isp_name,
+            group=dict(group),
+            metric=metric.text,
+            value=judgement.value,
+            threshold=threshold,
+            baseline=judgement.baseline,
+            attempts=judgement.attempts,
+            window_seconds=rule.window,
+            event_time=_dt(end),
+            started_at=_dt(record.started_at),
+            cause=cause,
+            categories=failures,
+            top_replies=self._top_replies(window, metric),
+            trend=self._trend(kb, metric, start, end),
+            summary=self._summary(rule, s, judgement, isp_name, group, cause, failures),
+            recommended_action=""
+            if s.kind is TransitionKind.RESOLVED
+            else recommend(cause, isp_name),
+            labels=dict(rule.labels),
+            annotations=dict(rule.annotations),
+        )
+
+    @staticmethod
+    def _cause(metric: Metric, failures: Mapping[str, int]) -> Category | None:
+        if metric.category is not None and metric.category is not Category.DELIVERED:
+            return metric.category
+        if not failures:
+            return None
+        return Category(next(iter(failures)))
+
+    def _top_replies(self, window: Counts, metric: Metric) -> list[ReplySample]:
+        chosen: list[tuple[str, int, int | None, str | None, str | None, str]] = []
+        sources: list[tuple[str, TopK]] = sorted(window.replies.items())
+        if metric.category is not None and metric.category.value in window.replies:
+            sources = [(metric.category.value, window.replies[metric.category.value])]
+        for category, topk in sources:
+            for entry in topk.top(self._top):
+                chosen.append(
+                    (
+                        category,
+                        entry.count,
+                        entry.code,
+                        entry.enhanced,
+                        entry.isp_code,
+                        entry.sample,
+                    )
+                )
+        chosen.sort(key=lambda c: (-c[1], c[0], c[5]))
+        return [
+            ReplySample(
+                category=Category(category),
+                code=code,
+                enhanced=enhanced,
+                isp_code=isp_code,
+                text=sample,
+                count=count,
+            )
+            for category, count, code, enhanced, isp_code, sample in chosen[: self._top]
+        ]
+
+    @staticmethod
+    def _trend(kb: KeyBuckets, metric: Metric, start: int, end: int) -> list[float]:
+        size = kb.config.bucket_seconds
+        n = (end - start) // size
+        step_seconds = math.ceil(n / TREND_POINTS) * size
+        return [round(metric.value(c), 6) for c in kb.series(start, end, step_seconds)]
+
+    @staticmethod
+    def _summary(
+        rule: AnyRule,
+        s: Step,
+        j: Judgement,
+        isp_name: str,
+        group: Mapping[str, str],
+        cause: Category | None,
+        failures: Mapping[str, int],
+    ) -> str:
+        metric = rule.parsed_metric
+        who = isp_name + "".join(f" {k}={v}" for k, v in group.items())
+        window = format_duration(rule.window)
+        measured = (
+            f"{metric.label} {metric.format(j.value)} of {j.attempts:,} attempts over {window}"
+        )
+        if rule.confidence == "wilson" and metric.is_rate:
+            measured += f" (95% bound {metric.format(j.judged)})"
+        if isinstance(rule, ThresholdRule):
+            limit = f"{s.severity.value} at {rule.comparison} "
+            limit += metric.format(rule.base_thresholds()[s.severity])
+        else:
+            base = "n/a" if j.baseline is None else metric.format(j.baseline)
+            factor = rule.base_thresholds()[s.severity]
+            limit = f"baseline {base} over the previous {format_duration(rule.baseline.period)}"
+            limit += f", {s.severity.value} at x{factor:g}"
+        if s.kind is TransitionKind.RESOLVED:
+            return f"Resolved: {who} {measured} ({limit})."
+        total = sum(failures.values())
+        mostly = ""
+        if cause is not None and total:
+            share = failures.get(cause.value, 0) / total
+            mostly = f"; {share:.0%} of failures are {cause.value.replace('_', ' ')}"
+        return f"{who}: {measured} ({limit}){mostly}."
+
+
+def _dt(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
