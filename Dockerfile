@@ -5,11 +5,11 @@
 #   docker build -t registry.example.com/platform/bouncewatch:0.1.0 .
 #   docker push registry.example.com/platform/bouncewatch:0.1.0
 #
-# Two stages: `build` compiles the bouncewatch wheel and every dependency's wheel (with a
-# C toolchain at hand for dependencies without a prebuilt wheel, e.g. faust-streaming on
-# arm64) and installs them into a
-# virtualenv; the final stage copies only that virtualenv onto a slim Python base, so no
-# compiler, pip cache or source tree ends up in the image.
+# Two stages: `build` makes the bouncewatch wheel and a wheel for every dependency (with a
+# C toolchain at hand for dependencies that have no prebuilt wheel for the platform, such as
+# faust-streaming on arm64) and installs them into a virtualenv; the final stage copies only
+# that virtualenv onto a slim Python base, so no compiler, pip cache or source tree ends up
+# in the image.
 
 ARG PYTHON_VERSION=3.11
 

@@ -270,10 +270,15 @@ def test_topics_job_is_a_hook_with_the_kafka_settings() -> None:
         "BOUNCEWATCH_KAFKA_SECURITY_PROTOCOL",
         "BOUNCEWATCH_KAFKA_SASL_PASSWORD_FILE",
         "BOUNCEWATCH_APP_ID",
+        "BOUNCEWATCH_TOPIC_SILENCES",
         "BOUNCEWATCH_TOPIC_PARTITIONS",
         "BOUNCEWATCH_TOPIC_REPLICATION_FACTOR",
     ):
         assert job_env[name] == worker_env[name]
+    # The Job creates the topics, so the worker does not try (it may lack the ACL).
+    assert worker_env["BOUNCEWATCH_CREATE_TOPICS"]["value"] == "false"
+    default_env = env_of(worker(rendered_case("default")))
+    assert default_env["BOUNCEWATCH_CREATE_TOPICS"]["value"] == "true"
     # A pre-install hook runs before the release's other resources exist.
     pod = job["spec"]["template"]["spec"]
     own_names = {m["metadata"]["name"] for m in rendered.manifests if m["kind"] != "Job"}

@@ -99,12 +99,13 @@ data
 
 {{/*
 Checksum of the rules that rolls the pods when they change. For inline rules it hashes the
-rendered ConfigMap; for an existing ConfigMap it hashes its live data, looked up at install
+ConfigMap's data (not its labels, so a new chart or image version alone does not count as
+a rules change); for an existing ConfigMap it hashes its live data, looked up at install
 and upgrade time (`helm template` and --dry-run cannot look it up, and hash an empty map).
 */}}
 {{- define "bouncewatch.rulesChecksum" -}}
 {{- if .Values.rules.inline -}}
-{{- include (print .Template.BasePath "/configmap-rules.yaml") . | sha256sum -}}
+{{- (fromYaml (include (print .Template.BasePath "/configmap-rules.yaml") .)).data | toJson | sha256sum -}}
 {{- else if .Values.rules.existingConfigMap -}}
 {{- $cm := lookup "v1" "ConfigMap" (include "bouncewatch.namespace" .) .Values.rules.existingConfigMap -}}
 {{- (get (default (dict) $cm) "data") | default (dict) | toJson | sha256sum -}}
@@ -351,6 +352,8 @@ Secrets appear only as *_FILE paths into the credentials volume.
   value: {{ $v.config.topics.deadLetter | quote }}
 - name: BOUNCEWATCH_TOPIC_ALERTS
   value: {{ $v.config.topics.alerts | quote }}
+- name: BOUNCEWATCH_TOPIC_SILENCES
+  value: {{ $v.config.topics.silences | quote }}
 - name: BOUNCEWATCH_TOPIC_PARTITIONS
   value: {{ $v.config.topics.partitions | quote }}
 - name: BOUNCEWATCH_TOPIC_REPLICATION_FACTOR
@@ -372,6 +375,8 @@ Secrets appear only as *_FILE paths into the credentials volume.
     fieldRef:
       fieldPath: metadata.name
 {{- end }}
+- name: BOUNCEWATCH_CREATE_TOPICS
+  value: {{ and $v.config.createTopics (not $v.topicsJob.enabled) | quote }}
 - name: BOUNCEWATCH_INPUT_FORMAT
   value: {{ $v.config.inputFormat | quote }}
 - name: BOUNCEWATCH_STORE
