@@ -35,7 +35,7 @@ from delivery.adapters import (
     sendgrid,
     ses,
 )
-from delivery.adapters.common import Converted, FormatError, show, validation_reason
+from delivery.adapters.common import Converted, FormatError, loads, show, validation_reason
 from schemas.event import DeliveryEvent
 
 __all__ = ["FORMATS", "Decoded", "EventError", "StreamDecoder", "decode_line", "decode_message"]
@@ -187,13 +187,15 @@ def _json_item(item: object, fmt: str, index: int, out: _Out) -> None:
 
 def _json_text(text: str, fmt: str, out: _Out, index: int = 0, ndjson: bool = True) -> None:
     """One JSON value (object or array), or newline-delimited JSON when ``ndjson``."""
+    # JSON strings cannot hold a raw newline, so "}\n{" is never inside one valid value
+    if ndjson and ("}\n{" in text or "}\r\n{" in text):
+        _ndjson(text, fmt, out, index)
+        return
     try:
-        value = json.loads(text)
+        value = loads(text)
     except json.JSONDecodeError as exc:
         if ndjson and exc.msg == "Extra data":
-            for lineno, line in enumerate(text.splitlines()):
-                if line.strip():
-                    _json_text(line, fmt, out, index + lineno, ndjson=False)
+            _ndjson(text, fmt, out, index)
             return
         out.error(
             index,
@@ -207,6 +209,20 @@ def _json_text(text: str, fmt: str, out: _Out, index: int = 0, ndjson: bool = Tr
             _json_item(item, fmt, index + i, out)
     else:
         _json_item(value, fmt, index, out)
+
+
+def _ndjson(text: str, fmt: str, out: _Out, index: int) -> None:
+    native_ok = fmt in (AUTO, native.NAME)
+    for lineno, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        if native_ok and '"event_time"' in line:
+            try:
+                out.events.append(DeliveryEvent.model_validate_json(line))
+                continue
+            except ValidationError:
+                pass  # the general path below reports the error or reads another format
+        _json_text(line, fmt, out, index + lineno, ndjson=False)
 
 
 def decode_message(

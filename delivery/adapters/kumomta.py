@@ -89,8 +89,12 @@ def convert(record: dict[str, Any]) -> Converted:
     response = as_dict(require(record, "response"), "response")
     enhanced = _enhanced(response.get("enhanced_code"))
     meta = record.get("meta")
-    meta = meta if isinstance(meta, dict) else {}
-    campaign, tenant = _queue_parts(record.get("queue"))
+    tenant = campaign = None
+    if isinstance(meta, dict):
+        tenant, campaign = opt_str(meta.get("tenant")), opt_str(meta.get("campaign"))
+    if tenant is None or campaign is None:
+        queue_campaign, queue_tenant = _queue_parts(record.get("queue"))
+        tenant, campaign = tenant or queue_tenant, campaign or queue_campaign
     sender = opt_str(record.get("sender"))
     source = record.get("source_address")
     source_ip = (
@@ -100,9 +104,11 @@ def convert(record: dict[str, Any]) -> Converted:
     mx_host = opt_str(peer.get("name")) if isinstance(peer, dict) else None
     mx_host = mx_host.rstrip(".") if mx_host else _site_host(record.get("site"))
     attempts = record.get("num_attempts")
+    recipient = require(record, "recipient")
 
     fields: dict[str, Any] = {
         "event_time": parse_time(require(record, "timestamp"), "timestamp"),
+        "recipient": recipient,
         "sender": sender,
         "sending_domain": domain_of(sender),
         "source_ip": source_ip,
@@ -117,13 +123,14 @@ def convert(record: dict[str, Any]) -> Converted:
         # num_attempts counts the attempts made so far; older builds logged 0 on the first
         "attempt": 1 if attempts is None or attempts == 0 else attempts,
         "message_id": opt_str(record.get("id")),
-        "tenant": opt_str(meta.get("tenant")) or tenant,
-        "campaign": opt_str(meta.get("campaign")) or campaign,
+        "tenant": tenant,
+        "campaign": campaign,
         "source_format": NAME,
     }
-    recipient = require(record, "recipient")
+    if not isinstance(recipient, list):
+        return [Draft(fields, ORIGIN)]
     # newer builds may log several recipients of one message in a single record
-    recipients = recipient if isinstance(recipient, list) else [recipient]
+    recipients = recipient
     return [Draft({**fields, "recipient": rcpt}, ORIGIN) for rcpt in recipients]
 
 

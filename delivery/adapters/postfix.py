@@ -38,6 +38,7 @@ from delivery.adapters.common import (
     Draft,
     FormatError,
     domain_of,
+    first_enhanced,
     parse_reply,
     parse_time,
     show,
@@ -79,12 +80,7 @@ _LINE = re.compile(
     r" +(?P<host>\S+) +(?P<prog>[\w.-]+(?:/[\w.-]+)+)\[\d+\]:"
     r" +(?:(?P<qid>[0-9A-Za-z]+): +)?(?P<rest>.*)$"
 )
-_TO = re.compile(r"(?:^|, )to=<(?P<to>[^>]*)>")
 _FROM = re.compile(r"^from=<(?P<from>[^>]*)>")
-_RELAY = re.compile(r", relay=(?P<relay>[^,\s]+)")
-_DSN = re.compile(r", dsn=(?P<dsn>[245]\.\d{1,3}\.\d{1,3})")
-_STATUS = re.compile(r", status=(?P<status>\w+)(?: \((?P<text>.*)\))?\s*$")
-_SAID = re.compile(r"\bsaid: (?P<reply>.*?)(?: \(in reply to [^)]*\))?$")
 
 
 class Clock:
@@ -148,23 +144,27 @@ def convert_line(
         return None
     if agent != "smtp" or match["qid"] is None:
         return None
-    status_match = _STATUS.search(rest)
-    to_match = _TO.search(rest)
-    if status_match is None or to_match is None:
+    # plain string scanning: these lines are long and regex backtracking over the reply
+    # text costs more than the rest of the adapter
+    at = rest.find(", status=")
+    if at < 0 or not rest.startswith("to=<"):
         return None
-    status = STATUS.get(status_match["status"])
+    head = rest[:at]
+    word, _, text = rest[at + 9 :].partition(" ")
+    status = STATUS.get(word)
     if status is None:
         return None  # expired, undeliverable, deliverable: not an SMTP attempt's verdict
-
-    text = status_match["text"] or ""
-    said = _SAID.search(text)
-    reply = said["reply"] if said else text
+    text = text.strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
+    said = text.find(" said: ")
+    reply = text[said + 7 :] if said >= 0 else text
+    cut = reply.rfind(" (in reply to ")
+    if cut >= 0 and reply.endswith(")"):
+        reply = reply[:cut]
     code, text_enhanced = parse_reply(reply)
-    dsn = _DSN.search(rest)
-    relay = _RELAY.search(rest)
-    mx_host = None
-    if relay and relay["relay"] != "none":
-        mx_host = relay["relay"].partition("[")[0].rstrip(".") or None
+    relay = _field(head, ", relay=")
+    mx_host = relay.partition("[")[0].rstrip(".") or None if relay and relay != "none" else None
     sender = senders.get(match["qid"]) if senders is not None else None
     syslog_name = instance.partition("/")[0]
     if match["iso"]:
@@ -173,14 +173,14 @@ def convert_line(
         when = clock.resolve(match["mon"], match["day"], match["hms"])
     fields: dict[str, Any] = {
         "event_time": when,
-        "recipient": to_match["to"],
+        "recipient": head[4 : head.find(">")],
         "sender": sender or None,
         "sending_domain": domain_of(sender),
         "pool": syslog_name if syslog_name != "postfix" else None,
         "mx_host": mx_host,
         "reply": {
             "code": code,
-            "enhanced": (dsn["dsn"] if dsn else None) or text_enhanced,
+            "enhanced": first_enhanced(_field(head, ", dsn=")) or text_enhanced,
             "text": reply,
         },
         "status": status,
@@ -188,3 +188,13 @@ def convert_line(
         "source_format": NAME,
     }
     return [Draft(fields, ORIGIN)]
+
+
+def _field(head: str, key: str) -> str | None:
+    """The value of ``key`` (", relay=") in the ``name=value, ...`` part of a line."""
+    at = head.find(key)
+    if at < 0:
+        return None
+    start = at + len(key)
+    end = head.find(",", start)
+    return head[start:] if end < 0 else head[start:end]

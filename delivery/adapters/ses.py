@@ -22,7 +22,6 @@ subscription confirmations.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +33,7 @@ from delivery.adapters.common import (
     as_dict,
     domain_of,
     first_str,
+    loads,
     opt_str,
     parse_reply,
     parse_time,
@@ -90,7 +90,7 @@ def convert(record: dict[str, Any]) -> Converted:
         if not isinstance(message, str):
             raise FormatError("Message", f"expected the SES JSON as a string (got {show(message)})")
         try:
-            inner = json.loads(message)
+            inner = loads(message)
         except ValueError as exc:
             raise FormatError("Message", f"SNS Message is not JSON: {exc}") from None
         record = as_dict(inner, "Message")
