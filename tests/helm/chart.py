@@ -125,3 +125,9 @@ def worker(rendered: Rendered) -> Manifest:
     found: list[Manifest] = [c for c in spec["containers"] if c["name"] == "worker"]
     assert len(found) == 1
     return found[0]
+
+
+@functools.cache
+def rendered_case(case: str) -> Rendered:
+    """The chart rendered with one values case (see CASES), once per test session."""
+    return render(CASES[case])

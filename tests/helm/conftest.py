@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .chart import CASES, Rendered, render
-
-_RENDERED: dict[str, Rendered] = {}
-
-
-def rendered_case(case: str) -> Rendered:
-    """The chart rendered with one values case, cached for the session."""
-    if case not in _RENDERED:
-        _RENDERED[case] = render(CASES[case])
-    return _RENDERED[case]
+from .chart import CASES, Rendered, rendered_case
 
 
 @pytest.fixture(params=sorted(CASES), scope="session")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .chart import render
-from .conftest import rendered_case
+from .chart import render, rendered_case
 
 RULES_A = "rules.inline=rules: []\n"
 RULES_B = "rules.inline=rules: [{name: x}]\n"

@@ -20,10 +20,10 @@ from .chart import (
     containers,
     env_of,
     helm,
+    rendered_case,
     values_args,
     worker,
 )
-from .conftest import rendered_case
 
 #: Kinds from CRDs, which kubernetes-validate has no schema for; checked by hand below.
 CRD_KINDS = {"ServiceMonitor"}

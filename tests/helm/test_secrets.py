@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .chart import Manifest, Rendered, containers, env_of, render_text, worker
-from .conftest import rendered_case
+from .chart import Manifest, Rendered, containers, env_of, render_text, rendered_case, worker
 
 SECRET_SETTINGS = (
     "BOUNCEWATCH_KAFKA_SASL_PASSWORD",
