@@ -278,6 +278,7 @@ def _native_fast_path(payload: bytes, fmt: str) -> Decoded | None:
     the general path, which also produces the per-item errors."""
     if not isinstance(payload, bytes | bytearray):
         return None
+    # lstrip copies the whole payload; only pay for it when there is leading whitespace
     head = payload[:1] if payload[:1] not in b" \t\r\n" else payload.lstrip()[:1]
     if fmt == AUTO and b'"event_time"' not in payload:
         return None
