@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 
 import yaml
 
@@ -79,3 +80,9 @@ def test_dockerignore_keeps_the_context_small() -> None:
     for entry in (".git", ".venv", "tests", "helm"):
         assert entry in ignored
     assert "README.md" not in ignored  # pyproject's readme: needed to build the wheel
+
+
+def test_image_version_label_follows_the_package() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    args = [rest for keyword, rest in _stages()[-1] if keyword == "ARG"]
+    assert f"VERSION={pyproject['project']['version']}" in args
