@@ -199,7 +199,16 @@ class Outbox:
         )
 
     def next_due(self) -> datetime | None:
-        return min((i.next_attempt_at for i in self._items.values()), default=None)
+        """The earliest attempt that can happen: items behind a failing one wait for it."""
+        due: list[datetime] = []
+        blocked: set[str] = set()
+        for item in self.ordered():
+            if item.integration in blocked:
+                continue
+            due.append(item.next_attempt_at)
+            if item.blocking and item.attempts:
+                blocked.add(item.integration)
+        return min(due, default=None)
 
     def take_changes(self) -> dict[str, dict[str, Any] | None]:
         changes: dict[str, dict[str, Any] | None] = {}

@@ -1,0 +1,294 @@
+"""The notification pipeline with a recording sender: grouping, threads, dedup across a
+restart, silences and their expiry, the outbox and its backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any
+
+from alerts.pipeline import Backoff, Notifier, Outcome
+from alerts.receivers import Delivery, DeliveryError, ThreadRef
+from alerts.routing import Matcher, NotifyConfig
+from alerts.silences import Silence, new_silence
+from schemas.alert import TransitionKind
+from tests.support.alert_samples import (
+    T0,
+    followup,
+    gmail_throttling,
+    microsoft_blocklist,
+    resolved,
+    yahoo_throttling,
+)
+
+KEY = "team/slack/0"
+
+
+class RecordingSender:
+    def __init__(self, key: str = KEY, threads: bool = True) -> None:
+        self.key = key
+        self.threads = threads
+        self.sent: list[Delivery] = []
+        self.failures: list[DeliveryError] = []
+
+    async def send(self, delivery: Delivery) -> ThreadRef | None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(delivery)
+        if delivery.reply_to is None and self.threads:
+            return ThreadRef(channel="C1", ts=f"{len(self.sent)}.0")
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _config(group_wait: str = "30s", **route: Any) -> NotifyConfig:
+    return NotifyConfig.model_validate(
+        {
+            "receivers": [{"name": "team", "slack_configs": [{"channel": "#alerts"}]}],
+            "route": {"receiver": "team", "group_wait": group_wait, **route},
+        }
+    )
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(coro)
+
+
+def _notifier(
+    sender: RecordingSender, silences: list[Silence] | None = None, **route: Any
+) -> Notifier:
+    return Notifier(_config(**route), {KEY: sender}, silences=lambda: silences or [])
+
+
+def test_one_rule_across_isps_within_group_wait_is_one_message() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender)
+
+    async def scenario() -> None:
+        await notifier.process(gmail_throttling(), T0)
+        await notifier.process(yahoo_throttling(), T0 + timedelta(seconds=10))
+        await notifier.process(microsoft_blocklist(), T0 + timedelta(seconds=10))
+        assert sender.sent == []
+        await notifier.tick(T0 + timedelta(seconds=30))
+        assert [[t.isp for t in d.transitions] for d in sender.sent] == [["gmail", "yahoo"]]
+        await notifier.tick(T0 + timedelta(seconds=40))
+
+    _run(scenario())
+    assert [[t.isp for t in d.transitions] for d in sender.sent] == [
+        ["gmail", "yahoo"],
+        ["microsoft"],
+    ]
+    assert notifier.metrics.transitions[(KEY, Outcome.SENT.value)] == 3
+
+
+def test_updates_thread_under_the_first_message_and_rerender_its_header() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender, group_wait="0s")
+    g1, y1 = gmail_throttling(), yahoo_throttling()
+    done = resolved(g1)
+
+    async def scenario() -> None:
+        # group_wait 0: each transition is its own message
+        await notifier.process(g1, T0)
+        await notifier.process(y1, T0)
+        await notifier.process(done, T0 + timedelta(minutes=30))
+
+    _run(scenario())
+    first, second, third = sender.sent
+    assert first.reply_to is None and second.reply_to is None
+    assert third.reply_to == ThreadRef(channel="C1", ts="1.0")
+    assert [t.kind for t in third.parent] == [TransitionKind.RESOLVED]
+
+
+def test_firing_and_resolved_in_one_group_wait_are_two_messages_in_order() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender)
+    g1 = gmail_throttling()
+
+    async def scenario() -> None:
+        await notifier.process(g1, T0)
+        await notifier.process(resolved(g1), T0 + timedelta(seconds=5))
+        await notifier.tick(T0 + timedelta(seconds=30))
+
+    _run(scenario())
+    kinds = [[t.kind for t in d.transitions] for d in sender.sent]
+    assert kinds == [[TransitionKind.FIRING], [TransitionKind.RESOLVED]]
+    assert sender.sent[1].reply_to is not None
+
+
+def test_no_duplicate_after_a_restart_from_the_persisted_state() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender, group_wait="0s")
+    table: dict[str, dict[str, Any]] = {}
+
+    def persist(n: Notifier) -> None:
+        for key, value in n.take_changes().items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+
+    g1 = gmail_throttling()
+    _run(notifier.process(g1, T0))
+    persist(notifier)
+    # The worker restarts and consumes the same transition again (offset not committed).
+    sender2 = RecordingSender()
+    restarted = _notifier(sender2, group_wait="0s")
+    restarted.restore(table.items())
+    _run(restarted.process(g1, T0 + timedelta(seconds=5)))
+    assert sender2.sent == []
+    assert restarted.metrics.transitions[(KEY, Outcome.DEDUPLICATED.value)] == 1
+    # The resolution still threads under the first message from before the restart.
+    _run(restarted.process(resolved(g1), T0 + timedelta(minutes=30)))
+    assert sender2.sent[0].reply_to == ThreadRef(channel="C1", ts="1.0")
+
+
+def test_a_grouped_transition_survives_a_restart_before_its_flush() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender)
+    _run(notifier.process(gmail_throttling(), T0))
+    table = {k: v for k, v in notifier.take_changes().items() if v is not None}
+    assert any(k.startswith("group:") for k in table)
+    sender2 = RecordingSender()
+    restarted = _notifier(sender2)
+    restarted.restore(table.items())
+    _run(restarted.tick(T0 + timedelta(seconds=30)))
+    assert len(sender2.sent) == 1
+
+
+def test_failed_send_stays_in_the_outbox_with_backoff_until_delivered_once() -> None:
+    sender = RecordingSender()
+    notifier = Notifier(
+        _config(group_wait="0s"),
+        {KEY: sender},
+        backoff=Backoff(initial=timedelta(seconds=5), jitter=0),
+    )
+    sender.failures = [DeliveryError("down"), DeliveryError("down"), DeliveryError("down")]
+    g1 = gmail_throttling()
+
+    async def scenario() -> None:
+        await notifier.process(g1, T0)
+        assert len(notifier.outbox) == 1
+        assert notifier.next_due() == T0 + timedelta(seconds=5)
+        await notifier.retry_due(T0 + timedelta(seconds=4))  # not due: nothing tried
+        assert len(sender.failures) == 2
+        await notifier.retry_due(T0 + timedelta(seconds=5))
+        assert notifier.next_due() == T0 + timedelta(seconds=15)
+        # A newer transition waits behind the failing one, keeping the order.
+        await notifier.process(resolved(g1), T0 + timedelta(seconds=6))
+        await notifier.retry_due(T0 + timedelta(seconds=15))
+        assert notifier.next_due() == T0 + timedelta(seconds=35)
+        await notifier.retry_due(T0 + timedelta(seconds=35))
+        await notifier.retry_due(T0 + timedelta(seconds=60))
+
+    _run(scenario())
+    kinds = [d.transitions[0].kind for d in sender.sent]
+    assert kinds == [TransitionKind.FIRING, TransitionKind.RESOLVED]
+    assert sender.sent[1].reply_to is not None
+    assert len(notifier.outbox) == 0
+    assert notifier.metrics.messages[(KEY, Outcome.FAILED.value)] == 3
+
+
+def test_retry_after_is_honoured_and_permanent_errors_do_not_block_others() -> None:
+    backoff = Backoff(initial=timedelta(seconds=5), jitter=0)
+    assert backoff.delay("x", 1, DeliveryError("429", retry_after=30)) == timedelta(seconds=30)
+    assert backoff.delay("x", 10, DeliveryError("5xx")) == timedelta(minutes=5)
+    sender = RecordingSender()
+    notifier = Notifier(_config(group_wait="0s"), {KEY: sender}, backoff=backoff)
+    sender.failures = [DeliveryError("invalid_blocks", retryable=False)]
+
+    async def scenario() -> None:
+        await notifier.process(gmail_throttling(), T0)
+        await notifier.process(yahoo_throttling(), T0 + timedelta(seconds=1))
+
+    _run(scenario())
+    assert [d.transitions[0].isp for d in sender.sent] == ["yahoo"]
+    assert len(notifier.outbox) == 1  # kept, not dropped
+
+
+def _silence(now_hours: float = 1) -> Silence:
+    return new_silence(
+        matchers=[Matcher.model_validate('isp="gmail"')],
+        ends_at=T0 + timedelta(hours=now_hours),
+        created_by="alice",
+        comment="Gmail warm-up",
+        now=T0,
+    )
+
+
+def test_silenced_alerts_send_nothing_and_are_sent_when_the_silence_ends() -> None:
+    sender = RecordingSender()
+    silences = [_silence()]
+    notifier = _notifier(sender, silences, group_wait="0s")
+    g1 = gmail_throttling()
+
+    async def scenario() -> None:
+        await notifier.process(g1, T0)
+        await notifier.process(yahoo_throttling(), T0)
+        await notifier.process(followup(g1, TransitionKind.REMINDER), T0 + timedelta(minutes=30))
+        assert [d.transitions[0].isp for d in sender.sent] == ["yahoo"]
+        await notifier.tick(T0 + timedelta(minutes=59))
+        assert len(sender.sent) == 1
+        await notifier.tick(T0 + timedelta(hours=1))  # the silence ends; Gmail still fires
+        await notifier.tick(T0 + timedelta(hours=1, seconds=10))
+
+    _run(scenario())
+    assert [d.transitions[0].isp for d in sender.sent] == ["yahoo", "gmail"]
+    assert sender.sent[1].transitions[0].kind is TransitionKind.REMINDER
+    assert notifier.metrics.transitions[(KEY, Outcome.SILENCED.value)] == 2
+
+
+def test_resolved_during_silence_without_a_firing_notification_sends_nothing() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender, [_silence()], group_wait="0s")
+    g1 = gmail_throttling()
+
+    async def scenario() -> None:
+        await notifier.process(g1, T0)
+        await notifier.process(resolved(g1), T0 + timedelta(minutes=30))
+        await notifier.tick(T0 + timedelta(hours=2))
+
+    _run(scenario())
+    assert sender.sent == []
+
+
+def test_send_resolved_false_and_repeat_interval() -> None:
+    config = NotifyConfig.model_validate(
+        {
+            "receivers": [
+                {"name": "team", "slack_configs": [{"channel": "#a", "send_resolved": False}]}
+            ],
+            "route": {"receiver": "team", "group_wait": "0s", "repeat_interval": "4h"},
+        }
+    )
+    sender = RecordingSender()
+    notifier = Notifier(config, {KEY: sender})
+    g1 = gmail_throttling()
+    r1 = followup(g1, TransitionKind.REMINDER)
+    r2 = followup(r1, TransitionKind.REMINDER)
+
+    async def scenario() -> None:
+        await notifier.process(g1, T0)
+        await notifier.process(r1, T0 + timedelta(hours=1))  # within 4h: thinned out
+        await notifier.process(r2, T0 + timedelta(hours=4))
+        await notifier.process(resolved(r2), T0 + timedelta(hours=5))
+
+    _run(scenario())
+    assert [d.transitions[0].sequence for d in sender.sent] == [1, 3]
+    assert notifier.metrics.transitions[(KEY, Outcome.SKIPPED.value)] == 2
+
+
+def test_metrics_samples_are_prometheus_shaped() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender, group_wait="0s")
+    _run(notifier.process(gmail_throttling(), T0))
+    samples = notifier.metrics.samples()
+    assert (
+        "bouncewatch_notification_transitions_total",
+        {"integration": KEY, "outcome": "sent"},
+        1.0,
+    ) in samples
+    assert notifier.outbox_sizes() == {KEY: 0}

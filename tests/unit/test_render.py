@@ -1,0 +1,129 @@
+"""Rendered Slack blocks and emails against golden files, reviewed like code.
+
+To regenerate after an intended change: ``BOUNCEWATCH_UPDATE_GOLDEN=1 pytest
+tests/unit/test_render.py`` and read the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alerts.render.email import render_email
+from alerts.render.slack_blocks import render_slack
+from alerts.render.sparkline import BARS, sparkline
+from schemas.alert import AlertTransition
+from tests.support.alert_samples import (
+    gmail_throttling,
+    microsoft_blocklist,
+    resolved,
+    yahoo_throttling,
+)
+
+GOLDEN = Path(__file__).resolve().parent.parent / "data" / "golden"
+UPDATE = os.environ.get("BOUNCEWATCH_UPDATE_GOLDEN") == "1"
+
+CASES: dict[str, Callable[[], list[AlertTransition]]] = {
+    "microsoft_blocklist_firing": lambda: [microsoft_blocklist()],
+    "throttling_gmail_yahoo_firing": lambda: [gmail_throttling(), yahoo_throttling()],
+    "gmail_throttling_resolved": lambda: [resolved(gmail_throttling())],
+}
+
+
+def _check(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if UPDATE or not path.exists():
+        if not UPDATE:
+            pytest.fail(f"{path} is missing; run with BOUNCEWATCH_UPDATE_GOLDEN=1 to write it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+    assert actual == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_slack_blocks_golden(case: str) -> None:
+    message = render_slack(CASES[case]())
+    rendered = json.dumps(
+        {"text": message.text, "blocks": message.blocks}, indent=2, ensure_ascii=False
+    )
+    _check(f"slack_{case}.json", rendered + "\n")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_email_golden(case: str) -> None:
+    content = render_email(CASES[case]())
+    _check(f"email_{case}.txt", f"Subject: {content.subject}\n\n{content.text}")
+    _check(f"email_{case}.html", content.html)
+
+
+def test_subject_states_severity_isp_and_the_number() -> None:
+    subject = render_email([microsoft_blocklist()]).subject
+    assert subject.startswith("[FIRING critical] Microsoft (IP 203.0.113.9)")
+    assert "41.2%" in subject and "3,874 attempts" in subject
+    assert render_email([resolved(gmail_throttling())]).subject.startswith("[RESOLVED] Gmail")
+
+
+def test_html_escapes_reply_text() -> None:
+    t = gmail_throttling(summary="<script>alert(1)</script> & more")
+    html = render_email([t]).html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    blocks = json.dumps(render_slack([t]).blocks)
+    assert "<script>" not in blocks and "&lt;script&gt;" in blocks
+
+
+def test_slack_limits_hold_for_a_rule_firing_everywhere() -> None:
+    many = [
+        gmail_throttling(fingerprint=f"fp{i}", isp=f"isp{i}", isp_name=f"ISP number {i} " * 8)
+        for i in range(40)
+    ]
+    message = render_slack(many)
+    assert len(message.blocks) <= 50
+    header = message.blocks[0]["text"]["text"]
+    assert len(header) <= 150
+    for block in message.blocks:
+        text = block.get("text")
+        if isinstance(text, dict):
+            assert len(text["text"]) <= 3000
+
+
+def test_runbook_comes_from_the_rule_or_the_receiver() -> None:
+    blocks = json.dumps(
+        render_slack([microsoft_blocklist()], runbook_url="https://rb.example/x").blocks
+    )
+    assert "<https://rb.example/x|Runbook>" in blocks
+    own = json.dumps(render_slack([gmail_throttling()], runbook_url="https://rb.example/x").blocks)
+    assert "runbooks.example.com/deliverability/throttling" in own
+    assert "rb.example/x" not in own
+
+
+def test_header_of_a_group_reflects_current_states() -> None:
+    g, y = gmail_throttling(), yahoo_throttling()
+    header = render_slack([resolved(g), y]).blocks[0]["text"]["text"]
+    assert header.startswith("🟠 Firing") and "(1 of 2 firing)" in header
+    header = render_slack([resolved(g), resolved(y)]).blocks[0]["text"]["text"]
+    assert header.startswith("✅ Resolved")
+
+
+def test_sparkline_examples() -> None:
+    assert sparkline([]) == ""
+    assert sparkline([0, 0, 0]) == "▁▁▁"
+    assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
+    assert sparkline([1.0, math.nan, 1.0]) == "█ █"
+    assert sparkline([5, 5], floor=None) == "▄▄"
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e6) | st.just(math.nan), max_size=40))
+def test_sparkline_is_one_bar_per_value_and_the_max_is_full(values: list[float]) -> None:
+    line = sparkline(values)
+    assert len(line) == len(values)
+    assert set(line) <= set(BARS) | {" "}
+    finite = [v for v in values if not math.isnan(v)]
+    if finite and max(finite) > 0:
+        assert line[values.index(max(finite))] == BARS[-1]
