@@ -31,13 +31,12 @@ REPLIES: dict[str, tuple[int, str, str, str]] = {
         "recipient to https://support.google.com/mail/?p=OverQuotaTemp",
         "deferred",
     ),
+    # Gmail's throttling reply (connection or message rate): 4.7.28 "unusual rate of
+    # unsolicited mail" reads like throttling but is a reputation signal, and is classified so.
     "gmail_rate": (
         421,
-        "4.7.28",
-        "[192.0.2.10 15] Gmail has detected an unusual rate of unsolicited mail originating "
-        "from your IP address. To protect our users from spam, mail sent from your IP address "
-        "has been temporarily rate limited. "
-        "https://support.google.com/mail/?p=UnsolicitedRateLimitError",
+        "4.7.0",
+        "Try again later, closing connection. (EHLO) x1si123456qkb.12 - gsmtp",
         "deferred",
     ),
     "tss04": (
@@ -107,7 +106,7 @@ MICROSOFT_IPS = ["192.0.2.31", "192.0.2.32", "192.0.2.33", "192.0.2.34", "192.0.
 
 SCENARIOS: dict[str, list[Phase]] = {
     # Gmail rate-limits for 25 minutes (minutes 60-84): 28 of 100 attempts a minute get
-    # 421 4.7.28, then traffic is normal again for an hour and a half.
+    # 421 4.7.0 "Try again later, closing connection", then normal for an hour and a half.
     "gmail_throttling_burst": [
         _normal("gmail", 0, 60, 100),
         Phase(60, 85, "gmail", {"ok": 70, "gmail_rate": 28, "mailbox_full": 2}),

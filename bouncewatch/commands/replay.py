@@ -1,0 +1,201 @@
+"""``bouncewatch replay EVENTS --rules RULES``: the alerts a file of events would have raised.
+
+The events go through the same core as the live worker (classification, ISP resolution,
+buckets, rules, alert state) in event-time order; see ``alerts.replay``. The whole file is
+read and sorted in memory first: fine up to a few million events (a few GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TextIO
+
+from alerts.replay import Observation, Replay, observe
+from alerts.rules import RulesError, RuleSet, format_duration, load_default_rules, load_rules
+from schemas.alert import AlertTransition, TransitionKind
+
+#: Files above this size show a progress bar on a terminal.
+PROGRESS_MIN_BYTES = 20 * 1024 * 1024
+_PROGRESS_EVERY = 20_000
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="backtest rules on a file of events: print the alert transitions they produce",
+    )
+    parser.add_argument("events", help="events file (.gz accepted; - for stdin)")
+    parser.add_argument("--rules", help="YAML rules file (default: the packaged default rules)")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        help="input format: auto (default: detected per line), bouncewatch (JSONL), kumomta, "
+        "ses, sendgrid, mailgun, postmark, powermta, postfix",
+    )
+    parser.add_argument(
+        "--output", choices=("table", "jsonl"), default="table", help="table (default) or jsonl"
+    )
+    parser.add_argument("--no-pending", action="store_true", help="leave out pending transitions")
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress bar on stderr: auto shows it for large files on a terminal",
+    )
+    parser.set_defaults(func=run)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, driven by bytes read from the (compressed) file."""
+
+    def __init__(self, raw: IO[bytes] | None, total: int, enabled: bool) -> None:
+        self.raw, self.total, self.enabled = raw, total, enabled
+
+    def update(self, events: int, done: bool = False) -> None:
+        if not self.enabled or (events % _PROGRESS_EVERY and not done):
+            return
+        fraction = 1.0
+        if self.raw is not None and self.total and not done:
+            fraction = min(self.raw.tell() / self.total, 1.0)
+        bar = "#" * int(fraction * 30)
+        end = "\n" if done else ""
+        print(f"\rreading [{bar:<30}] {fraction:4.0%} {events:,} events", end=end, file=sys.stderr)
+
+
+def _open(path: str) -> tuple[TextIO, IO[bytes] | None, int]:
+    if path == "-":
+        return sys.stdin, None, 0
+    raw = Path(path).open("rb")  # noqa: SIM115 - closed by the caller through the text wrapper
+    total = os.fstat(raw.fileno()).st_size
+    stream: IO[bytes] = raw
+    if path.endswith(".gz"):
+        stream = gzip.GzipFile(fileobj=raw)
+    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace"), raw, total
+
+
+def read_observations(
+    path: str, fmt: str, progress: str
+) -> tuple[list[Observation], dict[str, str], int]:
+    """Decode, classify and resolve every event of the file; (observations, ISP names, errors)."""
+    # Imported here: the rules tables load at import, and `rules validate` does not need them.
+    from delivery.adapters import StreamDecoder
+    from delivery.classify import default_classifier
+    from delivery.isp import default_resolver
+
+    classifier = default_classifier()
+    resolver = default_resolver()
+    decoder = StreamDecoder(fmt)
+    text, raw, total = _open(path)
+    enabled = progress == "always" or (
+        progress == "auto" and total >= PROGRESS_MIN_BYTES and sys.stderr.isatty()
+    )
+    bar = _Progress(raw, total, enabled)
+    observations: list[Observation] = []
+    names: dict[str, str] = {}
+    errors = 0
+    with text:
+        for number, line in enumerate(text, start=1):
+            decoded = decoder.feed_line(line)
+            for error in decoded.errors:
+                errors += 1
+                if errors <= 10:
+                    print(f"{path}:{number}: skipped: {error.reason}", file=sys.stderr)
+            for event in decoded.events:
+                obs = observe(event, classifier, resolver)
+                observations.append(obs)
+                if obs.isp not in names:
+                    names[obs.isp] = resolver.resolve(event.recipient_domain, event.mx_host).name
+                bar.update(len(observations))
+    bar.update(len(observations), done=True)
+    if errors > 10:
+        print(f"{path}: {errors} lines or items skipped in all", file=sys.stderr)
+    return observations, names, errors
+
+
+def _iter_sorted(observations: list[Observation]) -> Iterator[Observation]:
+    observations.sort(key=lambda o: o.t)
+    yield from observations
+
+
+def format_row(t: AlertTransition) -> list[str]:
+    group = "".join(f" {k}={v}" for k, v in t.group.items())
+    limit = ""
+    if t.threshold is not None:
+        limit = _fmt_value(t, t.threshold)
+    elif t.baseline is not None:
+        limit = "base " + _fmt_value(t, t.baseline)
+    return [
+        t.event_time.strftime("%Y-%m-%d %H:%M"),
+        t.rule,
+        t.isp + group,
+        t.kind.value,
+        t.severity.value,
+        _fmt_value(t, t.value),
+        limit,
+        f"{t.attempts:,}",
+        format_duration(t.window_seconds),
+        t.cause.value if t.cause else "",
+    ]
+
+
+def _fmt_value(t: AlertTransition, value: float) -> str:
+    if t.metric.endswith("_rate") or t.metric.startswith("category_rate"):
+        return f"{value * 100:.1f}%"
+    return f"{value:,.0f}"
+
+
+HEADER = ["event time (UTC)", "rule", "key", "transition", "severity", "value", "limit",
+          "attempts", "window", "cause"]  # fmt: skip
+
+
+def print_table(transitions: list[AlertTransition]) -> None:
+    rows = [HEADER] + [format_row(t) for t in transitions]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        if index == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rules: RuleSet = load_rules(args.rules) if args.rules else load_default_rules()
+    except RulesError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    try:
+        observations, names, _errors = read_observations(args.events, args.format, args.progress)
+    except OSError as exc:
+        print(f"bouncewatch replay: {args.events}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    transitions: list[AlertTransition] = []
+
+    def keep(transition: AlertTransition) -> None:
+        if args.no_pending and transition.kind is TransitionKind.PENDING:
+            return
+        transitions.append(transition)
+        if args.output == "jsonl":
+            sys.stdout.write(json.dumps(transition.model_dump(mode="json")) + "\n")
+
+    engine = Replay(rules, names, on_transition=keep)
+    engine.feed(_iter_sorted(observations))
+    result = engine.finish()
+    if args.output == "table":
+        if transitions:
+            print_table(transitions)
+        else:
+            print("no alert transitions")
+    stats = result.stats
+    print(
+        f"{stats.events:,} events, {stats.keys} keys, {len(transitions)} transitions",
+        file=sys.stderr,
+    )
+    return 0
