@@ -15,7 +15,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from schemas.vocabulary import SourceStatus
 
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?)*\.?$")
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?)*\.?$"
+)
 
 
 class SmtpReply(BaseModel):
@@ -37,7 +39,9 @@ class SmtpReply(BaseModel):
         if value is None or value == "":
             return None
         if not _ENHANCED.match(value):
-            raise ValueError(f"not an RFC 3463 enhanced status code (class.subject.detail): {value!r}")
+            raise ValueError(
+                f"not an RFC 3463 enhanced status code (class.subject.detail): {value!r}"
+            )
         return value
 
 

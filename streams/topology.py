@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
-from prometheus_client import generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from delivery.adapters import decode_message
 from schemas.settings import Settings
@@ -67,8 +67,6 @@ def build(settings: Settings) -> Topology:
         default=None,
         partitions=partitions,
         key_type=str,
-        key_serializer="raw",
-        value_serializer="json",
         help="Valid delivery events per recipient domain, with the merged input offsets",
     )
     topology = Topology(
@@ -159,9 +157,9 @@ def _install_metrics_view(t: Topology) -> None:
     @t.app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         t.metrics.ready.set(1 if readiness(t.app)[0] else 0)
+        # aiohttp refuses a charset inside content_type=; a header may carry it.
         return web.bytes(
-            generate_latest(t.metrics.registry),
-            content_type="text/plain; version=0.0.4; charset=utf-8",
+            generate_latest(t.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     @t.app.page("/status")

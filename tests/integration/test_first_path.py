@@ -1,0 +1,175 @@
+"""Events through a real worker on the real broker: counted per recipient domain, or
+dead-lettered with their original bytes and the reason. Nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from tests.support.worker import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+
+def event(recipient: str, code: int = 250, minute: int = 0) -> dict[str, Any]:
+    return {
+        "event_time": f"2026-11-24T06:{minute:02d}:00Z",
+        "recipient": recipient,
+        "reply": {"code": code, "text": "ok"},
+    }
+
+
+VALID = [
+    event("a@gmail.com"),
+    event("b@gmail.com", 421),
+    event("c@yahoo.com", 550),
+    event("d@outlook.com"),
+    event("e@gmail.com"),
+]
+# Each malformed kind, and the field its reason must name (None: not an event at all).
+MALFORMED: list[tuple[str, bytes, str | None]] = [
+    ("not json", b"this is not json {", None),
+    ("not utf-8", b"\xff\xfe\x00garbage", None),
+    (
+        "wrong type",
+        json.dumps({**event("x@gmail.com"), "reply": {"code": "abc"}}).encode(),
+        "reply.code",
+    ),
+    (
+        "missing field",
+        json.dumps({"recipient": "y@gmail.com", "reply": {"code": 250}}).encode(),
+        "event_time",
+    ),
+    (
+        "naive timestamp",
+        json.dumps({**event("z@gmail.com"), "event_time": "2026-11-24T06:00:00"}).encode(),
+        "event_time",
+    ),
+    ("empty", b"", None),
+]
+# A batch message: two good events and one bad one. The good ones count; the message is
+# dead-lettered for the bad one, with its index.
+BATCH = json.dumps(
+    [event("f@gmail.com"), {"recipient": "g@gmail.com"}, event("h@icloud.com")]
+).encode()
+
+
+@pytest.fixture
+def worker_env(kafka_bootstrap: str, new_topic: Any) -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "BOUNCEWATCH_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "BOUNCEWATCH_APP_ID": f"bw-test-{suffix}",
+        "BOUNCEWATCH_TOPIC_INPUT": new_topic(2, prefix="events"),
+        "BOUNCEWATCH_TOPIC_DEAD_LETTER": new_topic(1, prefix="dlq"),
+        "BOUNCEWATCH_TOPIC_ALERTS": new_topic(1, prefix="alerts"),
+        "BOUNCEWATCH_TOPIC_SILENCES": f"silences-{suffix}",
+        "BOUNCEWATCH_TOPIC_PARTITIONS": "2",
+        # Our own format, stated: "auto" would call an object without its fields unknown.
+        "BOUNCEWATCH_INPUT_FORMAT": "bouncewatch",
+    }
+
+
+@pytest.fixture
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
+    with WorkerProcess(worker_env, tmp_path) as process:
+        process.wait_ready()
+        yield process
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Any]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
+    )
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            records.extend(consumer)
+    finally:
+        consumer.close()
+    return records
+
+
+def latest_per_key(records: list[Any]) -> dict[str, Any]:
+    latest: dict[str, Any] = {}
+    for record in records:
+        # Faust writes table keys JSON-encoded.
+        latest[json.loads(record.key)] = json.loads(record.value) if record.value else None
+    return latest
+
+
+def test_events_are_counted_or_dead_lettered(
+    worker: WorkerProcess, worker_env: dict[str, str], kafka_bootstrap: str
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i, item in enumerate(VALID):
+        producer.send(
+            worker_env["BOUNCEWATCH_TOPIC_INPUT"], json.dumps(item).encode(), key=b"%d" % i
+        )
+    for _, raw, _ in MALFORMED:
+        producer.send(worker_env["BOUNCEWATCH_TOPIC_INPUT"], raw)
+    producer.send(worker_env["BOUNCEWATCH_TOPIC_INPUT"], BATCH)
+    producer.flush()
+    producer.close()
+
+    dead = read_topic(
+        kafka_bootstrap, worker_env["BOUNCEWATCH_TOPIC_DEAD_LETTER"], len(MALFORMED) + 1
+    )
+    assert len(dead) == len(MALFORMED) + 1, worker.tail()
+    by_value = {record.value or b"": dict(record.headers) for record in dead}
+    for kind, raw, field in MALFORMED:
+        assert raw in by_value, f"{kind} was not dead-lettered with its original bytes"
+        headers = by_value[raw]
+        assert headers["bouncewatch-error"], kind
+        assert (
+            headers["bouncewatch-source"].decode().startswith(worker_env["BOUNCEWATCH_TOPIC_INPUT"])
+        )
+        if field is not None:
+            assert field in headers["bouncewatch-error-fields"].decode().split(","), (kind, headers)
+            assert field.split(".")[-1] in headers["bouncewatch-error"].decode(), (kind, headers)
+    batch_headers = by_value[BATCH]
+    assert batch_headers["bouncewatch-bad-items"] == b"1"
+    assert batch_headers["bouncewatch-counted"] == b"2"
+
+    expected = Counter(e["recipient"].split("@")[1] for e in VALID)
+    expected.update(["gmail.com", "icloud.com"])  # the batch's two good events
+    changelog = f"{worker_env['BOUNCEWATCH_APP_ID']}-recipient-domain-counts-changelog"
+    deadline = time.monotonic() + 60
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        records = read_topic(kafka_bootstrap, changelog, 1, timeout=5)
+        counts = {k: v["count"] for k, v in latest_per_key(records).items() if v}
+        if counts == dict(expected):
+            break
+        time.sleep(0.5)
+    assert counts == dict(expected), worker.tail()
+    # The web view tells the same numbers.
+    status, body = worker.get("/status")
+    assert status == 200 and body["recipient_domains"] == dict(expected)
+    # Nothing lost: every good event is counted once, every bad message dead-lettered once.
+    assert sum(counts.values()) == len(VALID) + 2
+
+
+def test_health_and_metrics(worker: WorkerProcess) -> None:
+    assert worker.get("/healthz") == (200, {"status": "alive"})
+    status, body = worker.get("/readyz")
+    assert status == 200 and body["checks"] == {
+        "joined_group": True,
+        "not_rebalancing": True,
+        "tables_recovered": True,
+    }
+    status, text = worker.get("/metrics")
+    assert status == 200 and "bouncewatch_messages_total" in text
