@@ -8,6 +8,8 @@ thread or edit).
 Within one call, slack-sdk's retry handlers retry connection errors, 5xx and a 429 whose
 Retry-After is short; anything longer surfaces as a :class:`DeliveryError` carrying the
 Retry-After, and the pipeline's outbox waits that long instead of blocking the worker.
+slack-sdk's webhook client consults retry handlers only for a 429 and connection errors, so
+a webhook's 5xx goes straight to the outbox.
 """
 
 from __future__ import annotations
