@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, TextIO, cast
 
 from alerts.replay import Observation, Replay, observe
 from alerts.rules import RulesError, RuleSet, format_duration, load_default_rules, load_rules
@@ -76,7 +76,7 @@ def _open(path: str) -> tuple[TextIO, IO[bytes] | None, int]:
     total = os.fstat(raw.fileno()).st_size
     stream: IO[bytes] = raw
     if path.endswith(".gz"):
-        stream = gzip.GzipFile(fileobj=raw)
+        stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw))
     return io.TextIOWrapper(stream, encoding="utf-8", errors="replace"), raw, total
 
 
