@@ -96,7 +96,7 @@ def split_reply(code: int | None, enhanced: str | None, text: str) -> tuple[int 
     specific one at the start of the text: "Status: 5.0.0" with "550 5.7.606 ..." is 5.7.606.
     """
     enhanced = enhanced.strip() if enhanced else None
-    found = _LEADING.match(text)
+    found = _LEADING.match(_DSN_PREFIX.sub("", text, count=1))
     text_code = found.group("code") if found else None
     text_enhanced = found.group("enh") if found else None
     if code is None and text_code is not None:
@@ -208,7 +208,7 @@ class ReplyClassifier:
     def _isp_code(self, rule: CompiledRule | None, enhanced: str | None, text: str) -> str | None:
         if rule is not None and rule.isp_code is not None:
             if rule.isp_code == ISP_CODE_FROM_ENHANCED:
-                return enhanced
+                return enhanced if _is_receiver_specific(enhanced) else None
             return rule.isp_code
         if rule is not None and rule.regex is not None and "isp_code" in rule.regex.groupindex:
             found = rule.regex.search(text)
@@ -238,6 +238,16 @@ class ReplyClassifier:
             isp_code=self._isp_code(last, enhanced, text) if text else None,
             rule_id="status.expired",
         )
+
+
+def _is_receiver_specific(enhanced: str | None) -> bool:
+    # RFC 3463 and RFC 5248 define details below 20; receivers index their own documented
+    # replies above that (Gmail 4.7.28, Microsoft 4.7.650 and 5.7.606), and only those
+    # name a specific cause. "5.7.1" is everyone's generic refusal, not an ISP code.
+    if enhanced is None:
+        return False
+    detail = enhanced.rpartition(".")[2]
+    return detail.isdigit() and int(detail) >= 20
 
 
 def _fallback(rule: CompiledRule) -> Outcome:

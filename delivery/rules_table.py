@@ -33,6 +33,7 @@ from schemas.vocabulary import Category, Outcome
 
 #: ``isp_code`` value that means "the enhanced status code is the ISP's own code" (Gmail's
 #: 4.7.28, Microsoft's 5.7.606: the detail is what their documentation is indexed by).
+#: Only details of 20 and above count; below that the code is a generic RFC 3463 one.
 ISP_CODE_FROM_ENHANCED = "$enhanced"
 
 _CODE_CLASS = re.compile(r"^[245]xx$")
