@@ -8,6 +8,7 @@ groups) in one process.
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import faust
 
@@ -44,7 +45,8 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, **overrides: Any) -> faust.App:
+    """The app for ``settings``; ``overrides`` are Faust settings a broker needs (dev)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
@@ -68,4 +70,5 @@ def create_app(settings: Settings) -> faust.App:
         logging_config=logging_config(settings.log_level, settings.log_format.value),
         # Faust's own /stats etc. stay on; our health and metrics views join them.
         web_metrics_enabled=False,
+        **overrides,
     )

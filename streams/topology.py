@@ -45,8 +45,8 @@ class Topology:
     domain_counts: faust.types.TableT[str, dict[str, Any] | None]
 
 
-def build(settings: Settings) -> Topology:
-    app = create_app(settings)
+def build(settings: Settings, **faust_overrides: Any) -> Topology:
+    app = create_app(settings, **faust_overrides)
     metrics = WorkerMetrics()
     partitions = settings.topic_partitions
     input_topic = app.topic(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from bouncewatch.commands.common import load_settings
 from bouncewatch.logs import configure
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def run_worker(settings: Settings) -> int:
+def run_worker(settings: Settings, **faust_overrides: Any) -> int:
     """Build the topology and run it until SIGINT or SIGTERM; returns the exit code."""
     import faust
 
@@ -35,7 +36,7 @@ def run_worker(settings: Settings) -> int:
             ensure_topics(settings)
         except Exception as exc:  # the cluster may forbid it; the topics may already exist
             log.warning("could not create topics: %s", exc)
-    topology = build(settings)
+    topology = build(settings, **faust_overrides)
     worker = faust.Worker(
         topology.app,
         loglevel=settings.log_level,
