@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import io
+import json
 from datetime import timedelta
 
 import pytest
@@ -11,6 +14,8 @@ from pydantic import ValidationError
 
 from alerts.routing import Matcher, alert_labels
 from alerts.silences import Silence, SilenceState, collectable, fold, muting, new_silence
+from bouncewatch.cli import build_parser
+from bouncewatch.commands import silence as silence_cli
 from tests.support.alert_samples import T0, gmail_throttling, microsoft_blocklist
 
 
@@ -103,3 +108,61 @@ def test_expire_is_idempotent_and_never_extends(start: int, length: int, at: int
     assert once.expire(now) == once
     assert once.ends_at <= s.ends_at
     assert once.state(now) is SilenceState.EXPIRED
+
+
+# --- the CLI, with an in-memory store standing in for the compacted topic -------------------
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None]] = []
+
+    def read(self) -> dict[str, Silence]:
+        return fold(self.records)
+
+    def write(self, silence: Silence) -> None:
+        self.records.append((silence.id, silence.to_json()))
+
+
+def _cli(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["silence", *argv])
+
+
+def test_cli_add_list_expire() -> None:
+    store = MemoryStore()
+    out = io.StringIO()
+    args = _cli(
+        "add", "--isp", "microsoft", "--match", "source_ip=203.0.113.9",
+        "--for", "4h", "--comment", "delisting requested", "--author", "alice",
+    )  # fmt: skip
+    assert silence_cli.add(store, args, T0, out) == 0
+    silence_id = out.getvalue().strip()
+    [silence] = store.read().values()
+    assert silence.id == silence_id
+    assert silence.ends_at == T0 + timedelta(hours=4)
+    assert silence.created_by == "alice"
+    assert silence.mutes(alert_labels(microsoft_blocklist()), T0 + timedelta(hours=1))
+
+    out = io.StringIO()
+    assert silence_cli.show(store, _cli("list"), T0 + timedelta(hours=1), out) == 0
+    assert silence_id in out.getvalue() and 'isp="microsoft"' in out.getvalue()
+
+    out = io.StringIO()
+    later = T0 + timedelta(hours=1)
+    assert silence_cli.expire(store, [silence_id, "nope"], later, out) == 1
+    assert store.read()[silence_id].state(later) is SilenceState.EXPIRED
+    out = io.StringIO()
+    silence_cli.show(store, _cli("list"), later, out)
+    assert silence_id not in out.getvalue()
+    out = io.StringIO()
+    silence_cli.show(store, _cli("list", "--all", "--output", "json"), later, out)
+    assert json.loads(out.getvalue())[0]["id"] == silence_id
+
+
+def test_cli_add_refuses_an_empty_or_past_silence(capsys: pytest.CaptureFixture[str]) -> None:
+    store = MemoryStore()
+    assert silence_cli.add(store, _cli("add", "--for", "1h", "--comment", "x"), T0, io.StringIO())
+    assert "--isp" in capsys.readouterr().err
+    past = _cli("add", "--isp", "gmail", "--until", "2020-01-01T00:00:00", "--comment", "x")
+    assert silence_cli.add(store, past, T0, io.StringIO()) == 2
+    assert store.records == []
