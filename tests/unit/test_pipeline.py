@@ -8,11 +8,14 @@ from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from alerts.pipeline import Backoff, Notifier, Outcome
-from alerts.receivers import Delivery, DeliveryError, ThreadRef
-from alerts.routing import Matcher, NotifyConfig
+from alerts.receivers import Delivery, DeliveryError, ThreadRef, build_senders
+from alerts.routing import Matcher, NotifyConfig, default_config
 from alerts.silences import Silence, new_silence
 from schemas.alert import TransitionKind
+from schemas.settings import Settings
 from tests.support.alert_samples import (
     T0,
     followup,
@@ -292,3 +295,15 @@ def test_metrics_samples_are_prometheus_shaped() -> None:
         1.0,
     ) in samples
     assert notifier.outbox_sizes() == {KEY: 0}
+
+
+def test_default_console_receiver_prints_the_text(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings()
+    config = default_config(settings)
+    notifier = Notifier(config, build_senders(config, settings))
+    _run(notifier.process(gmail_throttling(), T0))
+    assert capsys.readouterr().out == ""  # waiting out group_wait
+    _run(notifier.tick(T0 + timedelta(seconds=30)))
+    out = capsys.readouterr().out
+    assert "[FIRING warning] Gmail: throttled rate 18.4% of 12,480 attempts" in out
+    assert "421 4.7.28" in out
