@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -134,6 +134,17 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     log_format: LogFormat = Field(default=LogFormat.JSON, description="`json` or `text`")
+
+    evaluation_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between rule evaluations (each evaluates every closed bucket)",
+    )
+    isp_unknown: Literal["other", "domain"] = Field(
+        default="other",
+        description="Unknown recipient domains count as ISP `other`, or each as its own key",
+    )
 
     # --- Rules --------------------------------------------------------------------------
     rules_file: Path | None = Field(

@@ -2,9 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+Sample = tuple[str, dict[str, str], float]
+
+
+class _NotifierCollector(Collector):
+    """Exposes the notifier's own delivery counters and outbox sizes at scrape time."""
+
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+        self.outbox: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, CounterMetricFamily] = {}
+        for name, labels, value in self.samples:
+            base = name.removesuffix("_total")
+            family = families.get(base)
+            if family is None:
+                family = families[base] = CounterMetricFamily(
+                    base,
+                    f"Notifier {base.split('_')[-1]} by integration and outcome",
+                    labels=sorted(labels),
+                )
+            family.add_metric([labels[k] for k in sorted(labels)], value)
+        yield from families.values()
+        outbox = GaugeMetricFamily(
+            "bouncewatch_notification_outbox",
+            "Notifications waiting for a retry, by integration",
+            labels=["integration"],
+        )
+        for integration, size in sorted(self.outbox.items()):
+            outbox.add_metric([integration], size)
+        yield outbox
 
 
 @dataclass
@@ -14,44 +49,76 @@ class WorkerMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.messages_in = Counter(
-            "bouncewatch_messages_total", "Kafka messages read from the input topic", registry=r
+            "bouncewatch_messages", "Kafka messages read from the input topic", registry=r
         )
         self.events_in = Counter(
-            "bouncewatch_events_total",
+            "bouncewatch_events",
             "Delivery events read, by input format, outcome and ISP",
             ["format", "outcome", "isp"],
             registry=r,
         )
         self.events_skipped = Counter(
-            "bouncewatch_events_skipped_total",
+            "bouncewatch_events_skipped",
             "Records that are not delivery attempts (opens, clicks, receptions)",
             registry=r,
         )
         self.dead_lettered = Counter(
-            "bouncewatch_dead_lettered_total",
-            "Input messages sent to the dead-letter topic",
-            registry=r,
+            "bouncewatch_dead_lettered", "Input messages sent to the dead-letter topic", registry=r
         )
         self.invalid_events = Counter(
-            "bouncewatch_invalid_events_total",
+            "bouncewatch_invalid_events",
             "Events that failed decoding or validation, by the field named in the error",
             ["field"],
             registry=r,
         )
         self.late_events = Counter(
-            "bouncewatch_late_events_total",
-            "Events older than the allowed lateness: counted here, not in any bucket",
+            "bouncewatch_late_events",
+            "Attempts older than the allowed lateness: counted here, not in any bucket",
             ["isp"],
             registry=r,
         )
         self.partials_sent = Counter(
-            "bouncewatch_partials_sent_total", "Partial-count messages sent", registry=r
+            "bouncewatch_partials_sent", "Partial-count messages sent", registry=r
         )
         self.partials_duplicate = Counter(
-            "bouncewatch_partials_duplicate_total",
+            "bouncewatch_partials_duplicate",
             "Partials already merged (re-sent after a crash) and skipped",
+            registry=r,
+        )
+        self.evaluations = Counter(
+            "bouncewatch_rule_evaluations",
+            "Evaluations of a key's rules (one per key and evaluation pass)",
+            registry=r,
+        )
+        self.transitions = Counter(
+            "bouncewatch_alert_transitions",
+            "Alert transitions published, by rule and kind",
+            ["rule", "kind"],
+            registry=r,
+        )
+        self.alerts_firing = Gauge(
+            "bouncewatch_alerts_firing",
+            "Alerts firing on this worker, by rule and severity",
+            ["rule", "severity"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "bouncewatch_consumer_lag",
+            "Messages behind the end of each owned partition",
+            ["topic", "partition"],
             registry=r,
         )
         self.ready = Gauge(
             "bouncewatch_ready", "1 when the worker is ready (joined, recovered)", registry=r
         )
+        self._notifier = _NotifierCollector()
+        r.register(self._notifier)
+
+    def set_notifier_samples(self, samples: Iterable[Sample], outbox: Mapping[str, int]) -> None:
+        self._notifier.samples = list(samples)
+        self._notifier.outbox = dict(outbox)
+
+    def set_consumer_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
+        self.consumer_lag.clear()
+        for (topic, partition), value in lag.items():
+            self.consumer_lag.labels(topic, str(partition)).set(value)

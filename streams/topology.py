@@ -1,92 +1,147 @@
 """Topics, tables and agents of the worker, wired around one Faust app.
 
-Data flow (see DESIGN.md): the ingest agent reads input messages in batches, decodes and
-validates them, dead-letters what it cannot read, and sends one partial count per key and
-batch to the partials topic, keyed by that key. The aggregate agent merges partials into
-a changelog-backed table keyed the same way. Input offsets are acknowledged only after the
-batch's partials and dead letters are acknowledged by the broker, so a crash loses nothing;
-a partial re-sent after a crash is recognised by its offset ranges and merged once.
+Data flow (DESIGN.md):
+
+- ``ingest`` reads input messages in batches as they are partitioned, decodes, classifies
+  and resolves each event, dead-letters what it cannot read, and sends one partial count per
+  aggregation key and batch to the partials topic, keyed by that key. Input offsets are
+  acknowledged only after the broker has every partial and dead letter of the batch.
+- ``aggregate`` merges partials into the ``buckets`` table (idempotently: a partial carries
+  its input offset ranges). A timer sends a tick to each partials partition this worker
+  owns; on a tick, ``aggregate`` evaluates the rules for the keys of that partition at every
+  closed bucket boundary and publishes alert transitions, keyed by fingerprint.
+- ``route`` re-keys transitions by rule (grouping across ISPs needs one rule in one place);
+  ``notify`` runs the delivery pipeline and keeps its notification log in a table.
+
+Table writes always happen inside an agent, in the partition of the message being handled:
+Faust forbids them from timers, so timers only send ticks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from dataclasses import dataclass
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from delivery.adapters import decode_message
+from aggregation.buckets import KeyBuckets, Partial, parse_key
+from alerts.pipeline import Notifier
+from alerts.receivers import build_senders
+from alerts.routing import resolve_config
+from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
 from streams.app import create_app
 from streams.deadletter import dead_letter
+from streams.engine import BatchTally, Engine, KeyState, evaluate_through, read_message
 from streams.health import install_health_views, readiness
 from streams.metrics import WorkerMetrics
-from streams.partials import OffsetRanges, advance, already_merged, sources_from_json
+from streams.silences import SilenceView
 
 log = logging.getLogger(__name__)
 
 #: Most events one ingest batch holds, and how long it waits to fill up.
 BATCH_MAX = 2000
 BATCH_WITHIN_SECONDS = 1.0
+#: How often the notifier's timers (group_wait, retries, silence expiry) are driven.
+NOTIFY_TICK_SECONDS = 2.0
 
 
 @dataclass
 class Topology:
     app: faust.App
     settings: Settings
+    engine: Engine
     metrics: WorkerMetrics
     input_topic: faust.TopicT
     dead_letter_topic: faust.TopicT
     partials_topic: faust.TopicT
-    domain_counts: faust.types.TableT[str, dict[str, Any] | None]
+    alerts_topic: faust.TopicT
+    notify_topic: faust.TopicT
+    buckets: faust.types.TableT[str, dict[str, Any] | None]
+    alert_states: faust.types.TableT[str, dict[str, Any] | None]
+    notify_state: faust.types.TableT[str, dict[str, Any] | None]
+    silences: SilenceView = field(default_factory=SilenceView)
+    #: Keys merged per partials partition, for the ticks (rebuilt from the table on demand).
+    keys_by_partition: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
+    indexed_generation: int = -1
+    #: Highest event time this worker has merged: its watermark comes from it.
+    max_event_time: float | None = None
+    notifier: Notifier | None = None
+    notifier_generation: int = -1
 
 
-def build(settings: Settings, **faust_overrides: Any) -> Topology:
+def build(settings: Settings, engine: Engine | None = None, **faust_overrides: Any) -> Topology:
     app = create_app(settings, **faust_overrides)
-    metrics = WorkerMetrics()
     partitions = settings.topic_partitions
-    input_topic = app.topic(
-        settings.topic_input, key_serializer="raw", value_serializer="raw", partitions=None
-    )
-    dead_letter_topic = app.topic(
-        settings.topic_dead_letter, key_serializer="raw", value_serializer="raw"
-    )
-    partials_topic = app.topic(
-        settings.topic_partials,
-        key_type=str,
-        key_serializer="raw",
-        value_serializer="json",
-        partitions=partitions,
-    )
-    domain_counts = app.Table(
-        "recipient-domain-counts",
-        default=None,
-        partitions=partitions,
-        key_type=str,
-        help="Valid delivery events per recipient domain, with the merged input offsets",
-    )
-    topology = Topology(
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    t = Topology(
         app=app,
         settings=settings,
-        metrics=metrics,
-        input_topic=input_topic,
-        dead_letter_topic=dead_letter_topic,
-        partials_topic=partials_topic,
-        domain_counts=domain_counts,
+        engine=engine or Engine.from_settings(settings),
+        metrics=WorkerMetrics(),
+        input_topic=app.topic(settings.topic_input, **raw),
+        dead_letter_topic=app.topic(settings.topic_dead_letter, **raw),
+        partials_topic=app.topic(
+            settings.topic_partials,
+            key_type=str,
+            key_serializer="raw",
+            value_serializer="json",
+            partitions=partitions,
+        ),
+        alerts_topic=app.topic(
+            settings.topic_alerts, key_type=str, key_serializer="raw", value_serializer="json"
+        ),
+        notify_topic=app.topic(
+            f"{settings.app_id}-notify",
+            key_type=str,
+            key_serializer="raw",
+            value_serializer="json",
+            partitions=partitions,
+            internal=True,
+        ),
+        buckets=app.Table(
+            "buckets",
+            default=None,
+            partitions=partitions,
+            key_type=str,
+            help="Event-time buckets per aggregation key (KeyBuckets)",
+        ),
+        alert_states=app.Table(
+            "alert-states",
+            default=None,
+            partitions=partitions,
+            key_type=str,
+            help="Alert records and evaluation progress per aggregation key",
+        ),
+        notify_state=app.Table(
+            "notify-state",
+            default=None,
+            partitions=partitions,
+            key_type=str,
+            help="Notification log, open groups and outbox of the notifier",
+        ),
     )
-    _install_agents(topology)
+    _install_ingest(t)
+    _install_aggregate(t)
+    _install_notify(t)
+    _install_silences(t)
     install_health_views(app)
-    _install_metrics_view(topology)
-    return topology
+    _install_views(t)
+    return t
 
 
-def _install_agents(t: Topology) -> None:
-    app, settings, metrics = t.app, t.settings, t.metrics
-    input_format = settings.input_format
+# ---- ingest ------------------------------------------------------------------------------
+
+
+def _install_ingest(t: Topology) -> None:
+    app, metrics, engine = t.app, t.metrics, t.engine
 
     @app.agent(t.input_topic, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -95,20 +150,15 @@ def _install_agents(t: Topology) -> None:
             BATCH_MAX, within=BATCH_WITHIN_SECONDS
         )
         async for batch in batches:
-            per_domain: Counter[str] = Counter()
-            offsets = OffsetRanges()
+            builder = engine.builder()
+            tally = BatchTally()
             pending: list[Any] = []
             for event in batch:
                 message = event.message
-                offsets.add(message.partition, message.offset)
-                metrics.messages_in.inc()
                 # A null value (tombstone) reads as empty bytes and is dead-lettered.
                 raw = event.value if isinstance(event.value, bytes) else b""
-                decoded = decode_message(raw, input_format)
-                for delivery in decoded.events:
-                    per_domain[delivery.recipient_domain] += 1
-                if decoded.skipped:
-                    metrics.events_skipped.inc(decoded.skipped)
+                source = f"{message.topic}:{message.partition}"
+                decoded = read_message(engine, builder, raw, source, message.offset, tally)
                 if decoded.errors:
                     for error in decoded.errors:
                         metrics.invalid_events.labels(error.field or "").inc()
@@ -127,36 +177,178 @@ def _install_agents(t: Topology) -> None:
                         )
                     )
                     metrics.dead_lettered.inc()
-            sources = offsets.to_json()
-            for domain, count in per_domain.items():
+            for key, partial in builder.drain().items():
                 pending.append(
-                    await t.partials_topic.send(
-                        key=domain, value={"count": count, "sources": sources}
-                    )
+                    await t.partials_topic.send(key=key, value={"partial": partial.to_dict()})
                 )
-            metrics.partials_sent.inc(len(per_domain))
+                metrics.partials_sent.inc()
+            metrics.messages_in.inc(len(batch))
+            for (fmt, outcome, isp), n in tally.events.items():
+                metrics.events_in.labels(fmt, outcome, isp).inc(n)
+            if tally.skipped:
+                metrics.events_skipped.inc(tally.skipped)
             # The batch is acknowledged when this iteration ends: only after the broker
             # has every partial and dead letter it produced.
             await asyncio.gather(*pending)
 
+
+# ---- aggregate and evaluate ----------------------------------------------------------------
+
+
+def _install_aggregate(t: Topology) -> None:
+    app, metrics, engine = t.app, t.metrics, t.engine
+    config = engine.config
+
+    def load_buckets(key: str) -> KeyBuckets:
+        stored = t.buckets.get(key)
+        return KeyBuckets.from_dict(stored, config) if stored else KeyBuckets(key, config)
+
+    def reindex() -> None:
+        """Rebuild the key index after a rebalance, from what the table holds now."""
+        t.keys_by_partition.clear()
+        for key, value in t.buckets.items():
+            if value is not None and "partition" in value:
+                t.keys_by_partition[int(value["partition"])].add(key)
+                met = value.get("max_event_time")
+                if met is not None and (t.max_event_time is None or met > t.max_event_time):
+                    t.max_event_time = float(met)
+        t.indexed_generation = app.rebalancing_count
+
+    async def evaluate_partition(partition: int) -> None:
+        if t.max_event_time is None:
+            return
+        watermark = math.floor(t.max_event_time) - getattr(
+            config, "evaluation_delay_seconds", config.lateness_seconds
+        )
+        for key in sorted(t.keys_by_partition.get(partition, ())):
+            kb = load_buckets(key)
+            state = KeyState.from_dict(t.alert_states.get(key))
+            before = state.next_eval
+            transitions = evaluate_through(engine, kb, state, watermark)
+            if state.next_eval == before:
+                continue
+            metrics.evaluations.inc()
+            sent = [
+                await t.alerts_topic.send(
+                    key=transition.fingerprint, value=transition.model_dump(mode="json")
+                )
+                for transition in transitions
+            ]
+            await asyncio.gather(*sent)
+            for transition in transitions:
+                metrics.transitions.labels(transition.rule, transition.kind.value).inc()
+            t.buckets[key] = {**kb.to_dict(), "partition": partition}
+            t.alert_states[key] = state.to_dict()
+
     @app.agent(t.partials_topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[dict[str, Any]]) -> None:
-        async for key, partial in stream.items():
-            sources = sources_from_json(partial["sources"])
-            current = t.domain_counts.get(key) or {"count": 0, "merged": {}}
-            if already_merged(sources, current["merged"]):
-                metrics.partials_duplicate.inc()
+        async for event in stream.events():
+            if t.indexed_generation != app.rebalancing_count:
+                reindex()
+            partition = event.message.partition
+            value = event.value
+            if "tick" in value:
+                await evaluate_partition(partition)
                 continue
-            t.domain_counts[key] = {
-                "count": current["count"] + int(partial["count"]),
-                "merged": advance(sources, current["merged"]),
-            }
+            partial = Partial.from_dict(value["partial"])
+            kb = load_buckets(partial.key)
+            duplicates = kb.duplicates
+            late = kb.merge(partial)
+            if late:
+                metrics.late_events.labels(parse_key(partial.key)[0]).inc(late)
+            if kb.duplicates != duplicates:
+                metrics.partials_duplicate.inc()
+            t.buckets[partial.key] = {**kb.to_dict(), "partition": partition}
+            t.keys_by_partition[partition].add(partial.key)
+            met = partial.max_event_time
+            if met is not None and (t.max_event_time is None or met > t.max_event_time):
+                t.max_event_time = met
+
+    @app.timer(  # type: ignore[untyped-decorator]
+        interval=t.settings.evaluation_interval, name="evaluation-ticks"
+    )
+    async def evaluation_ticks() -> None:
+        for tp in _owned(app, t.settings.topic_partials):
+            await t.partials_topic.send(key=None, value={"tick": 1}, partition=tp.partition)
 
 
-def _install_metrics_view(t: Topology) -> None:
+def _owned(app: faust.App, topic: str) -> list[Any]:
+    """The partitions of ``topic`` this worker actively owns now."""
+    if app.rebalancing:
+        return []
+    return sorted(
+        (tp for tp in app.assignor.assigned_actives() if tp.topic == topic),
+        key=lambda tp: tp.partition,
+    )
+
+
+# ---- notify ------------------------------------------------------------------------------
+
+
+def _install_notify(t: Topology) -> None:
+    app, settings = t.app, t.settings
+    config = resolve_config(settings, settings.notify_file)
+
+    def notifier() -> Notifier:
+        if t.notifier is None or t.notifier_generation != app.rebalancing_count:
+            # Partitions may have moved: start from what the (recovered) table holds now.
+            fresh = Notifier(config, build_senders(config, settings), silences=t.silences)
+            fresh.restore((k, v) for k, v in t.notify_state.items())
+            t.notifier, t.notifier_generation = fresh, app.rebalancing_count
+        return t.notifier
+
+    def save(n: Notifier) -> None:
+        for key, value in n.take_changes().items():
+            if value is None:
+                t.notify_state.pop(key, None)
+            else:
+                t.notify_state[key] = value
+
+    @app.agent(t.alerts_topic, name="route")
+    async def route(stream: faust.StreamT[dict[str, Any]]) -> None:
+        async for value in stream:
+            await t.notify_topic.send(key=str(value["rule"]), value=value)
+
+    @app.agent(t.notify_topic, name="notify")
+    async def notify(stream: faust.StreamT[dict[str, Any]]) -> None:
+        async for value in stream:
+            n = notifier()
+            now = datetime.now(UTC)
+            if "tick" in value:
+                await n.tick(now)
+            else:
+                await n.process(AlertTransition.model_validate(value), now)
+            save(n)
+
+    @app.timer(interval=NOTIFY_TICK_SECONDS, name="notify-ticks")  # type: ignore[untyped-decorator]
+    async def notify_ticks() -> None:
+        for tp in _owned(app, t.notify_topic.get_topic_name()):
+            await t.notify_topic.send(key=None, value={"tick": 1}, partition=tp.partition)
+
+
+def _install_silences(t: Topology) -> None:
+    settings = t.settings
+
+    @t.app.task  # type: ignore[untyped-decorator]
+    async def follow_silences() -> None:
+        from bouncewatch.kafka_client import aiokafka_config
+
+        consumer = AIOKafkaConsumer(**aiokafka_config(settings), enable_auto_commit=False)
+        try:
+            await t.silences.follow(consumer, settings.topic_silences)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("cannot read silences from %s", settings.topic_silences)
+
+
+# ---- web ---------------------------------------------------------------------------------
+
+
+def _install_views(t: Topology) -> None:
     @t.app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        t.metrics.ready.set(1 if readiness(t.app)[0] else 0)
+        _refresh_gauges(t)
         # aiohttp refuses a charset inside content_type=; a header may carry it.
         return web.bytes(
             generate_latest(t.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
@@ -164,6 +356,76 @@ def _install_metrics_view(t: Topology) -> None:
 
     @t.app.page("/status")
     async def status_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        ready, checks = readiness(t.app)
-        domains = {k: v["count"] for k, v in t.domain_counts.items() if v}
-        return web.json({"ready": ready, "checks": checks, "recipient_domains": domains})
+        return web.json(status(t))
+
+
+def _refresh_gauges(t: Topology) -> None:
+    m = t.metrics
+    m.ready.set(1 if readiness(t.app)[0] else 0)
+    firing: dict[tuple[str, str], int] = defaultdict(int)
+    for _, value in t.alert_states.items():
+        for record in KeyState.from_dict(value).active():
+            firing[(record.rule, str(record.severity or ""))] += 1
+    m.alerts_firing.clear()
+    for (rule, severity), n in firing.items():
+        m.alerts_firing.labels(rule, severity).set(n)
+    if t.notifier is not None:
+        m.set_notifier_samples(t.notifier.metrics.samples(), t.notifier.outbox_sizes())
+    m.set_consumer_lag(_consumer_lag(t.app))
+
+
+def _consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
+    lag: dict[tuple[str, int], int] = {}
+    # Faust keeps no public read position; its consumer tracks the last offset read.
+    read_offsets: dict[Any, int | None] = getattr(app.consumer, "_read_offset", {})
+    consumer = app.consumer
+    for tp in app.assignor.assigned_actives():
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not fetched yet for this partition
+            continue
+        position = read_offsets.get(tp)
+        if highwater is not None and position is not None:
+            lag[(tp.topic, tp.partition)] = max(0, highwater - position - 1)
+    return lag
+
+
+def status(t: Topology) -> dict[str, Any]:
+    """Per-ISP rates over the last window and the active alerts this worker holds."""
+    ready, checks = readiness(t.app)
+    window = 15 * 60
+    isps: dict[str, Any] = {}
+    for key, value in t.buckets.items():
+        if not value:
+            continue
+        isp, group = parse_key(key)
+        if group:
+            continue
+        kb = KeyBuckets.from_dict(value, t.engine.config)
+        end = kb.closed_end()
+        if end is None:
+            continue
+        counts = kb.window(end - window, end)
+        attempts = counts.attempts or 1
+        isps[isp] = {
+            "name": t.engine.isp_name(isp),
+            "window_end": datetime.fromtimestamp(end, UTC).isoformat(),
+            "window_seconds": window,
+            "attempts": counts.attempts,
+            "soft_bounce_rate": counts.soft / attempts,
+            "hard_bounce_rate": counts.hard / attempts,
+            "deferral_rate": counts.deferred / attempts,
+            "late_events": kb.late,
+        }
+    alerts = [
+        {
+            "rule": r.rule,
+            "key": key,
+            "severity": str(r.severity or ""),
+            "fingerprint": r.fingerprint,
+            "state": AlertState.FIRING.value,
+        }
+        for key, value in t.alert_states.items()
+        for r in KeyState.from_dict(value).active()
+    ]
+    return {"ready": ready, "checks": checks, "isps": isps, "alerts": alerts}
