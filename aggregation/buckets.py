@@ -8,11 +8,22 @@ The flow, live and offline alike::
 Aggregation keys are strings (they are Kafka keys): ``isp=gmail`` for the ISP alone, and
 ``isp=microsoft|source_ip=1.2.3.4`` when a rule groups by more dimensions (see ``KeySpec``).
 
-Time is event time in integer epoch seconds. A bucket ``[start, start + bucket_seconds)`` is
-*closed* once its end is at or before the key's watermark; the watermark only moves forward
-(the maximum event time seen minus the allowed lateness, or a later time the caller passes).
-Closed buckets never change again: counts arriving for them are counted as late instead, so
-every evaluation over closed buckets gives the same answer live, after a restart and offline.
+Time is event time in integer epoch seconds, cut into buckets ``[start, start + bucket)``.
+Two delays apply, as with Flink's early firing plus allowed lateness:
+
+- The *watermark* is the maximum event time seen minus the evaluation delay (or a later time
+  the caller passes, such as a worker-wide watermark); it only moves forward. A bucket ending
+  at or before it may be evaluated, so an alert lags the traffic by about the evaluation
+  delay (default one minute), not by the allowed lateness.
+- The *late cut-off* is the watermark minus (allowed lateness - evaluation delay), that is the
+  maximum event time minus the allowed lateness. Counts for a bucket that ends after it are
+  still merged, even if the bucket was evaluated already: they count in every later window
+  that covers the bucket. Counts for a bucket ending at or before it are counted in ``late``
+  and in no bucket, so buckets behind the cut-off never change again.
+
+A live evaluation at time ``T`` therefore sees the events that arrived by about
+``T + evaluation delay``; the offline replay, which reads events in event-time order, sees
+the same as long as no event arrived later than that.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ GROUP_DIMENSIONS: tuple[str, ...] = ("source_ip", "sending_domain", "tenant")
 
 DEFAULT_BUCKET_SECONDS = 60
 DEFAULT_LATENESS_SECONDS = 300
+#: Buckets are evaluated this long after they end (when the allowed lateness is not shorter).
+DEFAULT_EVALUATION_DELAY_SECONDS = 60
 #: Reply texts are evidence for alerts over recent windows; older buckets keep counts only,
 #: so a day-long baseline does not carry a day of reply samples in every table write.
 DEFAULT_EVIDENCE_SECONDS = 3600
@@ -365,35 +378,92 @@ class PartialBuilder:
 # --------------------------------------------------------------------------- key buckets
 
 
+def default_evaluation_delay(lateness_seconds: int) -> int:
+    """The evaluation delay when none is configured: one minute, or the lateness if shorter."""
+    return min(DEFAULT_EVALUATION_DELAY_SECONDS, lateness_seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class AggregationConfig:
-    """How buckets are cut and how long they are kept (see ``alerts.rules.RuleSet``)."""
+    """How buckets are cut, when they are evaluated, and how long they are kept.
+
+    Built from the rules' ``settings`` by ``alerts.rules.RuleSet.aggregation_config``. New
+    fields go at the end: stored ``KeyBuckets`` values hold the fields as a list, in order.
+    """
 
     bucket_seconds: int = DEFAULT_BUCKET_SECONDS
+    #: How far behind the latest event time a bucket may end and still accept counts.
     lateness_seconds: int = DEFAULT_LATENESS_SECONDS
     #: How far behind the watermark buckets are kept: the longest window plus baseline period
     #: the rules read, plus one bucket of margin.
     retention_seconds: int = 2 * 3600
     evidence_seconds: int = DEFAULT_EVIDENCE_SECONDS
     reply_capacity: int = DEFAULT_CAPACITY
+    #: How far behind the latest event time a bucket must end to be evaluated; at most the
+    #: lateness, since a bucket has to be open until it is evaluated.
+    evaluation_delay_seconds: int = DEFAULT_EVALUATION_DELAY_SECONDS
 
     def __post_init__(self) -> None:
         if self.bucket_seconds <= 0 or 86400 % self.bucket_seconds:
             raise ValueError("bucket_seconds must be positive and divide a day")
         if self.lateness_seconds < 0 or self.retention_seconds < self.bucket_seconds:
             raise ValueError("lateness must be >= 0 and retention at least one bucket")
+        if not 0 <= self.evaluation_delay_seconds <= self.lateness_seconds:
+            raise ValueError(
+                f"evaluation_delay_seconds ({self.evaluation_delay_seconds}) must be >= 0 and "
+                f"<= lateness_seconds ({self.lateness_seconds})"
+            )
+
+    @classmethod
+    def from_list(cls, values: Sequence[Any]) -> AggregationConfig:
+        """The config stored by ``KeyBuckets.to_dict``; older, shorter lists get defaults."""
+        ints = [int(v) for v in values]
+        if len(ints) == 5:
+            # Stored before the evaluation delay existed: give it the value the same rules
+            # file gets today, so restoring with and without today's config agree.
+            ints.append(default_evaluation_delay(ints[1]))
+        return cls(*ints)
+
+    def to_list(self) -> list[int]:
+        return [
+            self.bucket_seconds,
+            self.lateness_seconds,
+            self.retention_seconds,
+            self.evidence_seconds,
+            self.reply_capacity,
+            self.evaluation_delay_seconds,
+        ]
+
+    def watermark_for(self, max_event_time: float) -> int:
+        """The watermark reached once ``max_event_time`` is seen (whole seconds).
+
+        A worker-wide watermark must be computed this way from the worker's maximum event
+        time, so that it means the same as each key's own.
+        """
+        return math.floor(max_event_time) - self.evaluation_delay_seconds
+
+    def late_cutoff(self, watermark: int) -> int:
+        """Buckets ending at or before this, for ``watermark``, accept no more counts.
+
+        ``watermark - (lateness - delay)``: with ``watermark_for`` this is the maximum event
+        time minus the allowed lateness. Deriving it from the watermark rather than from the
+        key's own maximum event time keeps a key that had no recent traffic consistent with
+        the rest of the worker: its cut-off moves with the watermark passed to it.
+        """
+        return watermark - (self.lateness_seconds - self.evaluation_delay_seconds)
 
 
 @dataclass(slots=True)
 class KeyBuckets:
     """All buckets of one aggregation key: the value of the aggregator's table.
 
-    ``watermark`` is the closed-through event time: buckets ending at or before it are closed.
-    ``offsets`` holds the last merged input offset per source partition (merge idempotence).
-    ``late`` counts attempts that arrived for closed buckets; ``duplicates`` counts partials
-    skipped as already merged; ``overlaps`` counts partials merged although their offset range
-    began inside an already merged one (their overlap is then counted twice; see
-    ``merge``).
+    ``watermark`` is the evaluated-through event time: buckets ending at or before it may be
+    evaluated. Such a bucket still accepts counts until ``late_cutoff()`` reaches its end
+    (see the module notes). ``offsets`` holds the last merged input offset per source
+    partition (merge idempotence). ``late`` counts attempts that arrived for buckets behind
+    the cut-off and were not counted in any bucket; ``duplicates`` counts partials skipped as
+    already merged; ``overlaps`` counts partials merged although their offset range began
+    inside an already merged one (their overlap is then counted twice; see ``merge``).
     """
 
     key: str
@@ -411,9 +481,12 @@ class KeyBuckets:
     def merge(self, partial: Partial, watermark: int | None = None) -> int:
         """Merge one partial; return how many of its attempts were late (and not counted).
 
-        ``watermark``, when given, first advances the closed-through time (for instance to a
-        worker-wide watermark, so that keys with no traffic close their buckets too); the
-        key's own watermark (max event time minus lateness) is applied after merging.
+        ``watermark``, when given, first advances the evaluated-through time (for instance to
+        a worker-wide watermark from ``AggregationConfig.watermark_for``, so that keys with no
+        traffic move on too); the key's own watermark (max event time minus the evaluation
+        delay) is applied after merging. Counts for buckets ending at or before the late
+        cut-off of the watermark so far are late; all others are merged, also into buckets
+        that were evaluated already.
 
         A partial whose offset ranges all end at or before the last merged offset of their
         source partitions is a re-send and is skipped. One that starts inside a merged range
@@ -434,11 +507,12 @@ class KeyBuckets:
             for p, r in partial.sources.items():
                 self.offsets[p] = max(self.offsets.get(p, -1), r[1])
         size = self.config.bucket_seconds
+        cutoff = self.late_cutoff()
         late = 0
         for start, counts in partial.buckets.items():
             if start % size:
                 raise ValueError(f"bucket start {start} is not aligned on {size}s")
-            if self.watermark is not None and start + size <= self.watermark:
+            if cutoff is not None and start + size <= cutoff:
                 late += counts.attempts
                 continue
             mine = self.buckets.get(start)
@@ -457,19 +531,34 @@ class KeyBuckets:
         return late
 
     def own_watermark(self) -> int | None:
-        """The maximum event time seen minus the allowed lateness (whole seconds)."""
+        """The maximum event time seen minus the evaluation delay (whole seconds)."""
         if self.max_event_time is None:
             return None
-        return math.floor(self.max_event_time) - self.config.lateness_seconds
+        return self.config.watermark_for(self.max_event_time)
+
+    def late_cutoff(self) -> int | None:
+        """Buckets ending at or before this accept no more counts (``None``: all do)."""
+        if self.watermark is None:
+            return None
+        return self.config.late_cutoff(self.watermark)
 
     def advance(self, watermark: int) -> None:
-        """Close every bucket ending at or before ``watermark``; prune what no rule reads."""
+        """Move the evaluated-through time to ``watermark``; prune what no one needs.
+
+        A bucket is dropped only once no rule reads it (it ended ``retention`` before the
+        watermark) and no count may still land in it (it ended at or before the late
+        cut-off); reply samples likewise go only once both the evidence period and the cut-off
+        are behind the bucket. Pruning by the watermark alone would, when the lateness
+        outlasts the retention, drop a bucket that a late count then re-creates: the result
+        would depend on the order partials arrive in.
+        """
         if self.watermark is not None and watermark <= self.watermark:
             return
         self.watermark = watermark
         size = self.config.bucket_seconds
-        drop_before = watermark - self.config.retention_seconds
-        strip_before = watermark - self.config.evidence_seconds
+        cutoff = self.config.late_cutoff(watermark)
+        drop_before = min(watermark - self.config.retention_seconds, cutoff)
+        strip_before = min(watermark - self.config.evidence_seconds, cutoff)
         for start in list(self.buckets):
             end = start + size
             if end <= drop_before:
@@ -480,7 +569,7 @@ class KeyBuckets:
     # ---- reading
 
     def closed_end(self) -> int | None:
-        """End of the last closed bucket: the latest time a window may end at."""
+        """End of the last bucket the watermark passed: the latest time a window may end at."""
         if self.watermark is None:
             return None
         return align_down(self.watermark, self.config.bucket_seconds)
@@ -505,16 +594,9 @@ class KeyBuckets:
     # ---- storage
 
     def to_dict(self) -> dict[str, Any]:
-        cfg = self.config
         return {
             "key": self.key,
-            "config": [
-                cfg.bucket_seconds,
-                cfg.lateness_seconds,
-                cfg.retention_seconds,
-                cfg.evidence_seconds,
-                cfg.reply_capacity,
-            ],
+            "config": self.config.to_list(),
             "buckets": {str(s): c.to_dict() for s, c in self.buckets.items()},
             "max_event_time": self.max_event_time,
             "watermark": self.watermark,
@@ -530,10 +612,11 @@ class KeyBuckets:
     ) -> KeyBuckets:
         """Restore a stored value; ``config`` (today's rules) replaces the stored one.
 
-        Retention and lateness may change with the rules; the bucket size may not, since the
-        stored buckets are cut on it.
+        Retention, lateness and the evaluation delay may change with the rules; the bucket
+        size may not, since the stored buckets are cut on it. The watermark never moves back,
+        so a longer evaluation delay takes effect once events catch up with it.
         """
-        stored = AggregationConfig(*data["config"])
+        stored = AggregationConfig.from_list(data["config"])
         if config is not None and config.bucket_seconds != stored.bucket_seconds:
             raise ValueError(
                 f"stored buckets of {data['key']!r} are {stored.bucket_seconds}s, "

@@ -1,9 +1,13 @@
 """Rule evaluation: closed buckets + alert states + evaluation time → transitions + new states.
 
 ``Evaluator.evaluate`` is a pure function of its inputs. It reads only buckets that end at or
-before the evaluation time, which must not be later than the key's watermark, so it gives the
-same answer live, after a restart and in ``bouncewatch replay``. Calling it twice with the same
-evaluation time announces nothing the second time (see ``alerts.state.step``).
+before the evaluation time, which must not be later than the key's watermark (the latest event
+time minus the evaluation delay), so the same buckets give the same answer live, after a
+restart and in ``bouncewatch replay``. A bucket may still gain events after it was evaluated,
+up to the allowed lateness (see ``aggregation.buckets``): they count from the next evaluation
+on, in every window covering the bucket, and are never announced retroactively. Calling it
+twice with the same evaluation time announces nothing the second time (see
+``alerts.state.step``).
 """
 
 from __future__ import annotations

@@ -2,9 +2,12 @@
 
 The path is the live one, stage for stage: classify → resolve the ISP → ``PartialBuilder`` →
 ``KeyBuckets.merge`` → advance the watermark → ``Evaluator.evaluate`` at every bucket boundary
-the watermark passes. The watermark is the largest event time read so far minus the allowed
-lateness, shared by every key, as a worker's would be; keys without traffic therefore still
-close their buckets and their alerts resolve.
+the watermark passes. The watermark is the largest event time read so far minus the
+evaluation delay (``AggregationConfig.watermark_for``), shared by every key, as a worker's
+would be; keys without traffic therefore still move on and their alerts resolve. Events come
+in event-time order here, so none arrives after its bucket was evaluated and none is late:
+the transitions are those of a live worker whose events all arrived within the evaluation
+delay.
 
 Events are sorted in memory first (a file is rarely in event-time order: MTAs log per queue).
 Each is kept as a small tuple, a few hundred bytes, so a few million events fit in a few GB;
@@ -115,7 +118,6 @@ class Replay:
     def feed(self, observations: Iterable[Observation]) -> None:
         """Process observations, which must come in event-time order."""
         stats = self.result.stats
-        lateness = self.config.lateness_seconds
         for obs in observations:
             if stats.last_event is not None and obs.t < stats.last_event:
                 raise ValueError("replay observations must be in event-time order")
@@ -123,7 +125,7 @@ class Replay:
                 # The first boundary worth evaluating is the end of the first event's bucket.
                 size = self.config.bucket_seconds
                 self._next_tick = align_down(math.floor(obs.t), size) + size
-            self._advance_to(math.floor(obs.t) - lateness)
+            self._advance_to(self.config.watermark_for(obs.t))
             self.builder.add(
                 obs.t,
                 obs.isp,
@@ -141,7 +143,7 @@ class Replay:
             stats.last_event = obs.t
 
     def finish(self) -> ReplayResult:
-        """Close every bucket the events reached (a file is complete: nothing more is late)."""
+        """Evaluate every bucket the events reached (a file is complete: nothing more comes)."""
         last = self.result.stats.last_event
         if last is not None:
             size = self.config.bucket_seconds

@@ -5,6 +5,7 @@ A rules file::
     settings:            # optional; every field has a default
       bucket: 1m
       allowed_lateness: 5m
+      evaluation_delay: 1m
       repeat_interval: 4h
     rules:
       - name: soft-bounce-rate
@@ -36,6 +37,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -44,6 +46,7 @@ from aggregation.buckets import (
     ISP_KEY_SPEC,
     AggregationConfig,
     KeySpec,
+    default_evaluation_delay,
 )
 from aggregation.metrics import Metric, parse_metric
 from schemas.alert import Severity
@@ -311,7 +314,14 @@ class RuleSettings(BaseModel):
 
     bucket: Duration = Field(default=60, gt=0, description="Bucket length; windows are multiples")
     allowed_lateness: Duration = Field(
-        default=300, description="How late an event may arrive and still be counted"
+        default=300,
+        description="How late an event may arrive and still be counted; later ones are "
+        "counted as late events, in no bucket",
+    )
+    evaluation_delay: Duration = Field(
+        default=60,
+        description="How long after a bucket ends the rules evaluate it; at most "
+        "allowed_lateness. Default 1m, or allowed_lateness when that is shorter",
     )
     repeat_interval: Duration = Field(
         default=4 * 3600, gt=0, description="Reminder period of firing alerts"
@@ -326,6 +336,28 @@ class RuleSettings(BaseModel):
         if 86400 % value:
             raise ValueError("the bucket must divide a day (e.g. 30s, 1m, 5m)")
         return value
+
+    @field_validator("evaluation_delay")
+    @classmethod
+    def _within_lateness(cls, value: int, info: ValidationInfo) -> int:
+        # A field validator (not a model one) so the error points at this field's line.
+        # allowed_lateness is declared first, so it is in info.data unless it was invalid.
+        lateness = info.data.get("allowed_lateness")
+        if lateness is not None and value > lateness:
+            raise ValueError(
+                f"evaluation_delay ({format_duration(value)}) must not exceed allowed_lateness "
+                f"({format_duration(lateness)}): a bucket cannot stop accepting events before "
+                "it is evaluated"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _default_delay(self) -> RuleSettings:
+        # Left unset, the delay follows a short lateness down instead of refusing the file:
+        # `allowed_lateness: 0` alone is a complete, valid choice.
+        if "evaluation_delay" not in self.model_fields_set:
+            self.evaluation_delay = default_evaluation_delay(self.allowed_lateness)
+        return self
 
 
 class RuleSet(BaseModel):
@@ -370,6 +402,7 @@ class RuleSet(BaseModel):
             lateness_seconds=self.settings.allowed_lateness,
             retention_seconds=self.retention_seconds(),
             evidence_seconds=max(self.settings.evidence, self.settings.bucket),
+            evaluation_delay_seconds=self.settings.evaluation_delay,
         )
 
     def rules_for(self, isp: str, spec: KeySpec) -> list[ThresholdRule | SpikeRule]:

@@ -26,6 +26,7 @@ def test_default_rules_load_and_ask_for_the_per_ip_keys() -> None:
     assert rules.key_specs() == {KeySpec(()), KeySpec(("source_ip",))}
     config = rules.aggregation_config()
     assert config.retention_seconds == 15 * 60 + 2 * 3600 + 60
+    assert (config.lateness_seconds, config.evaluation_delay_seconds) == (300, 60)
     soft = rules.rules[0]
     assert isinstance(soft, ThresholdRule)
     assert soft.for_isp("other").base_thresholds()[Severity.WARNING] == 0.20
@@ -40,6 +41,35 @@ def test_every_number_of_the_default_rules_has_a_comment() -> None:
         if any(ch.isdigit() for ch in body) and ":" in body and "version" not in body:
             above = [ln.strip() for ln in lines[max(0, index - 4) : index + 1]]
             assert any(ln.startswith("#") or " # " in ln for ln in above), line
+
+
+@pytest.mark.parametrize(
+    ("settings", "delay"),
+    [
+        ("{}", 60),
+        ("{evaluation_delay: 0}", 0),
+        ("{allowed_lateness: 10m, evaluation_delay: 2m}", 120),
+        ("{allowed_lateness: 2m, evaluation_delay: 2m}", 120),
+        # Unset, the delay follows a lateness shorter than its one-minute default.
+        ("{allowed_lateness: 30s}", 30),
+        ("{allowed_lateness: 0}", 0),
+    ],
+)
+def test_evaluation_delay(settings: str, delay: int) -> None:
+    config = parse_rules(f"settings: {settings}").aggregation_config()
+    assert config.evaluation_delay_seconds == delay
+
+
+def test_evaluation_delay_beyond_the_lateness_is_refused_at_its_line() -> None:
+    text = "settings:\n  allowed_lateness: 1m\n  evaluation_delay: 2m\n"
+    with pytest.raises(RulesError) as info:
+        parse_rules(text, "r.yaml")
+    assert str(info.value).startswith(
+        "r.yaml:3:21: settings.evaluation_delay: evaluation_delay (2m) must not exceed "
+        "allowed_lateness (1m)"
+    )
+    with pytest.raises(RulesError, match=r"settings\.evaluation_delay: a duration cannot be"):
+        parse_rules("settings: {evaluation_delay: -60}")
 
 
 @pytest.mark.parametrize(
