@@ -1,0 +1,217 @@
+"""``bouncewatch classify``: what each reply on stdin means, one JSON line per input line.
+
+Input, one per line: an event in any format ``delivery.adapters`` reads (bouncewatch JSON,
+KumoMTA, SES, SendGrid, Mailgun, Postmark, PowerMTA CSV, Postfix log), or the plain reply
+form ``{"code": 421, "enhanced": "4.7.28", "text": "...", "recipient": "gmail.com"}`` where
+``recipient`` may be an address, a bare domain, or absent (then ``isp`` is null), and
+``mx_host`` and ``status`` may be added.
+
+Output, in input order, at least one line per input line, each with ``line`` (from 1):
+- per event: ``recipient``, ``outcome``, ``bounce_type``, ``category``, ``reason``, ``isp``,
+  ``isp_code`` (and ``rule`` with ``--explain``: the id of the rule that decided, null when
+  none did); a line holding several events (an SES bounce to three recipients) gives several;
+- a line that cannot be read: ``error`` (naming the field), ``field``, ``format``; the run
+  goes on;
+- a line with no delivery attempt (an open, a Postfix qmgr line, a CSV header, a blank
+  line): ``skipped``.
+The exit status is 0 when stdin was read to the end, whatever the lines held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from delivery.adapters import FORMATS, detect
+from delivery.adapters.common import loads, validation_reason
+from delivery.classify import load_classifier
+from delivery.pipeline import ClassifiedEvent, EventReader
+from delivery.rules_table import RulesFileError
+from delivery.types import Classification
+from schemas.event import DeliveryEvent, SmtpReply
+from schemas.vocabulary import SourceStatus
+
+#: The keys of the plain reply form; any of the first three marks a line as one.
+PLAIN_KEYS = frozenset({"code", "enhanced", "text", "recipient", "mx_host", "status"})
+_PLAIN_MARKS = ("code", "enhanced", "text")
+# the plain form's own names for the event fields that validation errors report
+_PLAIN_ORIGIN = {"reply.code": "code", "reply.enhanced": "enhanced", "reply.text": "text"}
+# the plain form has no time; validation needs one and the output never shows it
+_NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_STATUS: TypeAdapter[SourceStatus | None] = TypeAdapter(SourceStatus | None)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "classify",
+        help="classify SMTP replies or events read on stdin: one JSON line per input line",
+        description=(__doc__ or "").split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", *FORMATS),
+        help="input format (default: auto, detected per line; plain replies are always read)",
+    )
+    parser.add_argument(
+        "--rules", type=Path, help="extra reply rules YAML, taking precedence over packaged ones"
+    )
+    parser.add_argument(
+        "--explain", action="store_true", help="add 'rule': the id of the rule that decided"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        classifier = load_classifier(args.rules) if args.rules else None
+    except (RulesFileError, OSError) as exc:
+        print(f"bouncewatch classify: {exc}", file=sys.stderr)
+        return 2
+    reader = EventReader(args.format, classifier)
+    try:
+        classify_stream(sys.stdin.buffer, sys.stdout, reader, explain=args.explain)
+    except BrokenPipeError:
+        # the reader went away (| head): not an error; keep Python from complaining at exit
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    return 0
+
+
+def classify_stream(
+    lines: Iterable[bytes | str], out: IO[str], reader: EventReader, *, explain: bool = False
+) -> int:
+    """Write the answer lines for every input line; returns the number of error lines."""
+    errors = 0
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                errors += 1
+                reason = f"line is not UTF-8: byte {exc.start}: {exc.reason}"
+                answer = {"line": number, "error": reason, "field": None, "format": None}
+                out.write(json.dumps(answer) + "\n")
+                continue
+        else:
+            line = raw
+        for answer in classify_line(line, number, reader, explain=explain):
+            errors += "error" in answer
+            out.write(json.dumps(answer, ensure_ascii=False) + "\n")
+    out.flush()
+    return errors
+
+
+def classify_line(
+    line: str, number: int, reader: EventReader, *, explain: bool = False
+) -> list[dict[str, Any]]:
+    """The answers for one input line (never empty, never raises on bad input)."""
+    stripped = line.strip()
+    if not stripped:
+        return [{"line": number, "skipped": "blank line"}]
+    plain = _plain_record(stripped)
+    if plain is not None:
+        return [_plain(plain, number, reader, explain)]
+    read = reader.read_line(line)
+    answers: list[dict[str, Any]] = [_event_answer(number, e, explain) for e in read.events]
+    answers.extend(
+        {"line": number, "error": e.reason, "field": e.field, "format": e.format}
+        for e in read.errors
+    )
+    if not answers:
+        answers.append({"line": number, "skipped": "no delivery attempt on this line"})
+    return answers
+
+
+def _plain_record(stripped: str) -> dict[str, Any] | None:
+    """The object when the line is the plain reply form, else None (read as an event)."""
+    if not stripped.startswith("{") or '"event_time"' in stripped:
+        return None
+    try:
+        value = loads(stripped)
+    except ValueError:
+        return None  # the adapters report it, with their wording
+    if not isinstance(value, dict) or not any(key in value for key in _PLAIN_MARKS):
+        return None
+    if detect(value) is not None:
+        return None  # an ESP record that happens to carry a "text" or "code"
+    return value
+
+
+def _plain(
+    record: dict[str, Any], number: int, reader: EventReader, explain: bool
+) -> dict[str, Any]:
+    unknown = sorted(set(record) - PLAIN_KEYS)
+    if unknown:
+        expected = ", ".join(sorted(PLAIN_KEYS))
+        return _error(
+            number,
+            f"unknown field(s) {', '.join(unknown)}; expected some of {expected}",
+            unknown[0],
+        )
+    reply = {key: record[key] for key in _PLAIN_MARKS if key in record}
+    if "recipient" not in record:
+        try:
+            smtp = SmtpReply.model_validate(reply)
+        except ValidationError as exc:
+            reason, field = validation_reason(exc, {}, "")
+            return _error(number, reason, field)
+        try:
+            status = _STATUS.validate_python(record.get("status"))
+        except ValidationError as exc:
+            detail = exc.errors(include_url=False)[0]
+            return _error(number, f"status: {detail['msg']} (got {record['status']!r})", "status")
+        classification = reader.classifier.classify(smtp.code, smtp.enhanced, smtp.text, status)
+        return _answer(number, None, classification, None, explain)
+    draft = {
+        "event_time": _NO_TIME,
+        "recipient": record["recipient"],
+        "mx_host": record.get("mx_host"),
+        "status": record.get("status"),
+        "reply": reply,
+    }
+    try:
+        event = DeliveryEvent.model_validate(draft)
+    except ValidationError as exc:
+        reason, field = validation_reason(exc, _PLAIN_ORIGIN, "")
+        return _error(number, reason, field)
+    return _event_answer(number, reader.event(event), explain)
+
+
+def _error(number: int, reason: str, field: str | None) -> dict[str, Any]:
+    return {"line": number, "error": reason, "field": field, "format": "plain"}
+
+
+def _event_answer(number: int, classified: ClassifiedEvent, explain: bool) -> dict[str, Any]:
+    event, classification, isp = classified
+    return _answer(number, event.recipient, classification, isp.key, explain)
+
+
+def _answer(
+    number: int,
+    recipient: str | None,
+    c: Classification,
+    isp: str | None,
+    explain: bool,
+) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "line": number,
+        "recipient": recipient,
+        "outcome": c.outcome.value,
+        "bounce_type": c.bounce_type.value,
+        "category": c.category.value,
+        "reason": c.reason,
+        "isp": isp,
+        "isp_code": c.isp_code,
+    }
+    if explain:
+        answer["rule"] = c.rule_id
+    return answer
