@@ -59,10 +59,46 @@ class Engine:
 
 @dataclass
 class BatchTally:
-    """What one ingest batch saw, for the metrics (labels counted once per batch)."""
+    """What one ingest batch saw: metric labels (counted once per batch) and progress."""
 
     events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     skipped: int = 0
+    #: Highest event time read per input source ("topic:partition") in this batch.
+    progress: dict[str, float] = field(default_factory=dict)
+
+
+class Progress:
+    """How far in event time one partials partition has received every batch's partials.
+
+    After sending a batch's partials, the ingest agent sends each partials partition a
+    progress record with the batch's highest event time per input source. Kafka keeps one
+    partition in order, so once that record is read every partial of the batch bound for
+    the partition has been merged. Evaluating only up to this point means no key is judged
+    over a bucket whose partials are still in flight on another partition.
+
+    Input sources are not in step with each other (a worker catching up on one partition
+    reads older events than the others), so the partition's event time is the slowest
+    source's, as in Flink; a source more than the allowed lateness behind the fastest is
+    left out, so an idle or stuck partition cannot hold evaluation back (its events will
+    count as late).
+    """
+
+    def __init__(self, lateness_seconds: int) -> None:
+        self._lateness = lateness_seconds
+        self._sources: dict[int, dict[str, float]] = {}
+
+    def update(self, partition: int, sources: dict[str, float]) -> None:
+        mine = self._sources.setdefault(partition, {})
+        for source, t in sources.items():
+            if t > mine.get(source, float("-inf")):
+                mine[source] = t
+
+    def event_time(self, partition: int) -> float | None:
+        sources = self._sources.get(partition)
+        if not sources:
+            return None
+        newest = max(sources.values())
+        return min(t for t in sources.values() if t >= newest - self._lateness)
 
 
 def read_message(
@@ -77,7 +113,12 @@ def read_message(
     decoded = decode_message(payload, engine.input_format)
     classify = engine.classifier.classify
     resolve = engine.resolver.resolve
+    progress = tally.progress
+    newest = progress.get(partition)
     for event in decoded.events:
+        t = event.event_time.timestamp()
+        if newest is None or t > newest:
+            newest = t
         reply = event.reply
         classification = classify(reply.code, reply.enhanced, reply.text, event.status)
         isp: Isp = resolve(event.recipient_domain, event.mx_host)
@@ -93,6 +134,8 @@ def read_message(
             tenant=event.tenant,
         )
         tally.events[(event.source_format, classification.outcome.value, isp.key)] += 1
+    if newest is not None:
+        progress[partition] = newest
     builder.note_offset(partition, offset)
     tally.skipped += decoded.skipped
     return decoded

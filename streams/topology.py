@@ -21,27 +21,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregation.buckets import KeyBuckets, Partial, parse_key
 from alerts.pipeline import Notifier
-from alerts.receivers import build_senders
-from alerts.routing import resolve_config
-from schemas.alert import AlertState, AlertTransition
+from schemas.alert import AlertState
 from schemas.settings import Settings
 from streams.app import create_app
 from streams.deadletter import dead_letter
-from streams.engine import BatchTally, Engine, KeyState, evaluate_through, read_message
+from streams.engine import (
+    BatchTally,
+    Engine,
+    KeyState,
+    Progress,
+    evaluate_through,
+    read_message,
+)
 from streams.health import install_health_views, readiness
 from streams.metrics import WorkerMetrics
+from streams.notify import install_notify
 from streams.silences import SilenceView
 
 log = logging.getLogger(__name__)
@@ -71,8 +75,7 @@ class Topology:
     #: Keys merged per partials partition, for the ticks (rebuilt from the table on demand).
     keys_by_partition: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
     indexed_generation: int = -1
-    #: Highest event time this worker has merged: its watermark comes from it.
-    max_event_time: float | None = None
+    progress: Progress | None = None
     notifier: Notifier | None = None
     notifier_generation: int = -1
 
@@ -130,8 +133,7 @@ def build(settings: Settings, engine: Engine | None = None, **faust_overrides: A
     )
     _install_ingest(t)
     _install_aggregate(t)
-    _install_notify(t)
-    _install_silences(t)
+    install_notify(t)
     install_health_views(app)
     _install_views(t)
     return t
@@ -182,6 +184,14 @@ def _install_ingest(t: Topology) -> None:
                     await t.partials_topic.send(key=key, value={"partial": partial.to_dict()})
                 )
                 metrics.partials_sent.inc()
+            if tally.progress:
+                # After the partials, in each partition's order: see streams.engine.Progress.
+                for p in range(t.settings.topic_partitions):
+                    pending.append(
+                        await t.partials_topic.send(
+                            key=None, value={"progress": tally.progress}, partition=p
+                        )
+                    )
             metrics.messages_in.inc(len(batch))
             for (fmt, outcome, isp), n in tally.events.items():
                 metrics.events_in.labels(fmt, outcome, isp).inc(n)
@@ -203,42 +213,52 @@ def _install_aggregate(t: Topology) -> None:
         stored = t.buckets.get(key)
         return KeyBuckets.from_dict(stored, config) if stored else KeyBuckets(key, config)
 
+    progress = t.progress = Progress(config.lateness_seconds)
+
     def reindex() -> None:
         """Rebuild the key index after a rebalance, from what the table holds now."""
         t.keys_by_partition.clear()
         for key, value in t.buckets.items():
             if value is not None and "partition" in value:
                 t.keys_by_partition[int(value["partition"])].add(key)
-                met = value.get("max_event_time")
-                if met is not None and (t.max_event_time is None or met > t.max_event_time):
-                    t.max_event_time = float(met)
         t.indexed_generation = app.rebalancing_count
 
+    def watermark(partition: int) -> int | None:
+        event_time = progress.event_time(partition)
+        return None if event_time is None else config.watermark_for(event_time)
+
+    async def catch_up(key: str, kb: KeyBuckets, partition: int) -> bool:
+        """Evaluate ``key`` at every boundary its partition's progress has passed.
+
+        Returns whether the alert state moved (and was written). Called on ticks for every
+        key, and before each merge for the key merged into, so that evaluation never falls
+        behind merging: a backlog merged first could prune buckets that the boundaries not
+        evaluated yet still read.
+        """
+        wm = watermark(partition)
+        if wm is None:
+            return False
+        state = KeyState.from_dict(t.alert_states.get(key))
+        before = state.next_eval
+        transitions = evaluate_through(engine, kb, state, wm)
+        if state.next_eval == before:
+            return False
+        metrics.evaluations.inc()
+        sent = [
+            await t.alerts_topic.send(key=tr.fingerprint, value=tr.model_dump(mode="json"))
+            for tr in transitions
+        ]
+        await asyncio.gather(*sent)
+        for tr in transitions:
+            metrics.transitions.labels(tr.rule, tr.kind.value).inc()
+        t.alert_states[key] = state.to_dict()
+        return True
+
     async def evaluate_partition(partition: int) -> None:
-        if t.max_event_time is None:
-            return
-        watermark = math.floor(t.max_event_time) - getattr(
-            config, "evaluation_delay_seconds", config.lateness_seconds
-        )
         for key in sorted(t.keys_by_partition.get(partition, ())):
             kb = load_buckets(key)
-            state = KeyState.from_dict(t.alert_states.get(key))
-            before = state.next_eval
-            transitions = evaluate_through(engine, kb, state, watermark)
-            if state.next_eval == before:
-                continue
-            metrics.evaluations.inc()
-            sent = [
-                await t.alerts_topic.send(
-                    key=transition.fingerprint, value=transition.model_dump(mode="json")
-                )
-                for transition in transitions
-            ]
-            await asyncio.gather(*sent)
-            for transition in transitions:
-                metrics.transitions.labels(transition.rule, transition.kind.value).inc()
-            t.buckets[key] = {**kb.to_dict(), "partition": partition}
-            t.alert_states[key] = state.to_dict()
+            if await catch_up(key, kb, partition):
+                t.buckets[key] = {**kb.to_dict(), "partition": partition}
 
     @app.agent(t.partials_topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[dict[str, Any]]) -> None:
@@ -250,8 +270,12 @@ def _install_aggregate(t: Topology) -> None:
             if "tick" in value:
                 await evaluate_partition(partition)
                 continue
+            if "progress" in value:
+                progress.update(partition, value["progress"])
+                continue
             partial = Partial.from_dict(value["partial"])
             kb = load_buckets(partial.key)
+            await catch_up(partial.key, kb, partition)
             duplicates = kb.duplicates
             late = kb.merge(partial)
             if late:
@@ -260,19 +284,16 @@ def _install_aggregate(t: Topology) -> None:
                 metrics.partials_duplicate.inc()
             t.buckets[partial.key] = {**kb.to_dict(), "partition": partition}
             t.keys_by_partition[partition].add(partial.key)
-            met = partial.max_event_time
-            if met is not None and (t.max_event_time is None or met > t.max_event_time):
-                t.max_event_time = met
 
     @app.timer(  # type: ignore[untyped-decorator]
         interval=t.settings.evaluation_interval, name="evaluation-ticks"
     )
     async def evaluation_ticks() -> None:
-        for tp in _owned(app, t.settings.topic_partials):
+        for tp in owned(app, t.settings.topic_partials):
             await t.partials_topic.send(key=None, value={"tick": 1}, partition=tp.partition)
 
 
-def _owned(app: faust.App, topic: str) -> list[Any]:
+def owned(app: faust.App, topic: str) -> list[Any]:
     """The partitions of ``topic`` this worker actively owns now."""
     if app.rebalancing:
         return []
@@ -280,66 +301,6 @@ def _owned(app: faust.App, topic: str) -> list[Any]:
         (tp for tp in app.assignor.assigned_actives() if tp.topic == topic),
         key=lambda tp: tp.partition,
     )
-
-
-# ---- notify ------------------------------------------------------------------------------
-
-
-def _install_notify(t: Topology) -> None:
-    app, settings = t.app, t.settings
-    config = resolve_config(settings, settings.notify_file)
-
-    def notifier() -> Notifier:
-        if t.notifier is None or t.notifier_generation != app.rebalancing_count:
-            # Partitions may have moved: start from what the (recovered) table holds now.
-            fresh = Notifier(config, build_senders(config, settings), silences=t.silences)
-            fresh.restore((k, v) for k, v in t.notify_state.items())
-            t.notifier, t.notifier_generation = fresh, app.rebalancing_count
-        return t.notifier
-
-    def save(n: Notifier) -> None:
-        for key, value in n.take_changes().items():
-            if value is None:
-                t.notify_state.pop(key, None)
-            else:
-                t.notify_state[key] = value
-
-    @app.agent(t.alerts_topic, name="route")
-    async def route(stream: faust.StreamT[dict[str, Any]]) -> None:
-        async for value in stream:
-            await t.notify_topic.send(key=str(value["rule"]), value=value)
-
-    @app.agent(t.notify_topic, name="notify")
-    async def notify(stream: faust.StreamT[dict[str, Any]]) -> None:
-        async for value in stream:
-            n = notifier()
-            now = datetime.now(UTC)
-            if "tick" in value:
-                await n.tick(now)
-            else:
-                await n.process(AlertTransition.model_validate(value), now)
-            save(n)
-
-    @app.timer(interval=NOTIFY_TICK_SECONDS, name="notify-ticks")  # type: ignore[untyped-decorator]
-    async def notify_ticks() -> None:
-        for tp in _owned(app, t.notify_topic.get_topic_name()):
-            await t.notify_topic.send(key=None, value={"tick": 1}, partition=tp.partition)
-
-
-def _install_silences(t: Topology) -> None:
-    settings = t.settings
-
-    @t.app.task  # type: ignore[untyped-decorator]
-    async def follow_silences() -> None:
-        from bouncewatch.kafka_client import aiokafka_config
-
-        consumer = AIOKafkaConsumer(**aiokafka_config(settings), enable_auto_commit=False)
-        try:
-            await t.silences.follow(consumer, settings.topic_silences)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("cannot read silences from %s", settings.topic_silences)
 
 
 # ---- web ---------------------------------------------------------------------------------
