@@ -1,4 +1,8 @@
-"""kafka-python connection arguments from the settings, shared by the admin and CLI tools."""
+"""Kafka connection arguments from the settings, for kafka-python and for aiokafka.
+
+Both clients name their options alike; only TLS differs (files for kafka-python, an
+``ssl.SSLContext`` for aiokafka).
+"""
 
 from __future__ import annotations
 
@@ -7,45 +11,44 @@ from typing import Any
 from schemas.settings import Settings
 
 
-def client_config(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for kafka-python's clients (KafkaAdminClient, KafkaProducer, ...)."""
+def _common(settings: Settings, client_id: str) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_list,
         "security_protocol": settings.kafka_security_protocol.value,
-        "client_id": f"{settings.app_id}-tools",
+        "client_id": client_id,
     }
     if settings.kafka_sasl_mechanism is not None:
         config["sasl_mechanism"] = settings.kafka_sasl_mechanism.value
         config["sasl_plain_username"] = settings.kafka_sasl_username
         if settings.kafka_sasl_password is not None:
             config["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    if settings.kafka_ssl_cafile is not None:
-        config["ssl_cafile"] = str(settings.kafka_ssl_cafile)
-    if settings.kafka_ssl_certfile is not None:
-        config["ssl_certfile"] = str(settings.kafka_ssl_certfile)
-    if settings.kafka_ssl_keyfile is not None:
-        config["ssl_keyfile"] = str(settings.kafka_ssl_keyfile)
     return config
+
+
+def _tls_files(settings: Settings) -> dict[str, str]:
+    files = {
+        "ssl_cafile": settings.kafka_ssl_cafile,
+        "ssl_certfile": settings.kafka_ssl_certfile,
+        "ssl_keyfile": settings.kafka_ssl_keyfile,
+    }
+    return {name: str(path) for name, path in files.items() if path is not None}
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for kafka-python's clients (KafkaAdminClient, KafkaProducer, ...)."""
+    return {**_common(settings, f"{settings.app_id}-tools"), **_tls_files(settings)}
 
 
 def aiokafka_config(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for aiokafka's clients (the worker's own side readers)."""
-    from aiokafka.helpers import create_ssl_context
-
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_list,
-        "security_protocol": settings.kafka_security_protocol.value,
-        "client_id": f"{settings.app_id}-worker",
-    }
-    if settings.kafka_sasl_mechanism is not None:
-        config["sasl_mechanism"] = settings.kafka_sasl_mechanism.value
-        config["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            config["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    config = _common(settings, f"{settings.app_id}-worker")
     if "SSL" in settings.kafka_security_protocol.value:
+        from aiokafka.helpers import create_ssl_context
+
+        files = _tls_files(settings)
         config["ssl_context"] = create_ssl_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            cafile=files.get("ssl_cafile"),
+            certfile=files.get("ssl_certfile"),
+            keyfile=files.get("ssl_keyfile"),
         )
     return config
