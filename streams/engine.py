@@ -7,11 +7,12 @@ between topics and tables.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregation.buckets import AggregationConfig, KeyBuckets, PartialBuilder
+from aggregation.buckets import AggregationConfig, KeyBuckets, Partial, PartialBuilder
 from alerts.evaluate import Evaluator
 from alerts.rules import RuleSet, load_default_rules, load_rules
 from alerts.state import AlertStateRecord
@@ -65,6 +66,20 @@ class BatchTally:
     skipped: int = 0
     #: Highest event time read per input source ("topic:partition") in this batch.
     progress: dict[str, float] = field(default_factory=dict)
+    #: Lowest event time read in this batch.
+    earliest: float | None = None
+
+    def span(self) -> float:
+        """Event time between the batch's earliest event and its newest."""
+        if self.earliest is None or not self.progress:
+            return 0.0
+        return max(self.progress.values()) - self.earliest
+
+
+#: Event time one flush of partials may span at most. Merging runs at most this far ahead of
+#: evaluation, so no bucket a pending evaluation reads is pruned first, however large the
+#: batch a worker catching up on a backlog reads.
+MAX_FLUSH_SPAN_SECONDS = 300
 
 
 class Progress:
@@ -115,10 +130,13 @@ def read_message(
     resolve = engine.resolver.resolve
     progress = tally.progress
     newest = progress.get(partition)
+    earliest = tally.earliest
     for event in decoded.events:
         t = event.event_time.timestamp()
         if newest is None or t > newest:
             newest = t
+        if earliest is None or t < earliest:
+            earliest = t
         reply = event.reply
         classification = classify(reply.code, reply.enhanced, reply.text, event.status)
         isp: Isp = resolve(event.recipient_domain, event.mx_host)
@@ -136,6 +154,7 @@ def read_message(
         tally.events[(event.source_format, classification.outcome.value, isp.key)] += 1
     if newest is not None:
         progress[partition] = newest
+    tally.earliest = earliest
     builder.note_offset(partition, offset)
     tally.skipped += decoded.skipped
     return decoded
@@ -195,3 +214,118 @@ def evaluate_through(
         boundary += size
     state.next_eval = boundary
     return transitions
+
+
+@dataclass
+class Chunk:
+    """What ingest sends at a flush: partials by key, the progress record, the tally."""
+
+    partials: dict[str, Partial]
+    progress: dict[str, float]
+    tally: BatchTally
+
+
+class IngestBatch:
+    """Reads the messages of one ingest batch into chunks of partials.
+
+    A chunk is flushed whenever it spans more than ``MAX_FLUSH_SPAN_SECONDS`` of event time
+    (at a message boundary), and at the end of the batch.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._builder = engine.builder()
+        self._tally = BatchTally()
+
+    def read(self, payload: bytes, source: str, offset: int) -> tuple[Decoded, Chunk | None]:
+        decoded = read_message(self._engine, self._builder, payload, source, offset, self._tally)
+        chunk = self.flush() if self._tally.span() > MAX_FLUSH_SPAN_SECONDS else None
+        return decoded, chunk
+
+    def flush(self) -> Chunk:
+        tally, self._tally = self._tally, BatchTally()
+        return Chunk(self._builder.drain(), dict(tally.progress), tally)
+
+
+class Aggregator:
+    """The aggregate agent's logic over two mappings (Faust tables in the worker).
+
+    ``buckets`` maps aggregation key to ``KeyBuckets.to_dict()`` plus the partials partition
+    it lives on; ``states`` maps aggregation key to ``KeyState.to_dict()``. Every method
+    returns the alert transitions to publish, in order.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        buckets: MutableMapping[str, dict[str, Any] | None],
+        states: MutableMapping[str, dict[str, Any] | None],
+    ) -> None:
+        self.engine = engine
+        self.buckets = buckets
+        self.states = states
+        self.progress = Progress(engine.config.lateness_seconds)
+        self.keys_by_partition: dict[int, set[str]] = defaultdict(set)
+        self.duplicates = 0
+        self.evaluations = 0
+
+    def reindex(self) -> None:
+        """Rebuild the key index (after a rebalance) from what ``buckets`` holds now."""
+        self.keys_by_partition.clear()
+        for key, value in self.buckets.items():
+            if value is not None and "partition" in value:
+                self.keys_by_partition[int(value["partition"])].add(key)
+
+    def load(self, key: str) -> KeyBuckets:
+        stored = self.buckets.get(key)
+        config = self.engine.config
+        return KeyBuckets.from_dict(stored, config) if stored else KeyBuckets(key, config)
+
+    def store(self, kb: KeyBuckets, partition: int) -> None:
+        self.buckets[kb.key] = {**kb.to_dict(), "partition": partition}
+        self.keys_by_partition[partition].add(kb.key)
+
+    def watermark(self, partition: int) -> int | None:
+        event_time = self.progress.event_time(partition)
+        return None if event_time is None else self.engine.config.watermark_for(event_time)
+
+    def catch_up(self, kb: KeyBuckets, partition: int) -> list[AlertTransition] | None:
+        """Evaluate ``kb`` at every boundary its partition's progress has passed.
+
+        Returns None when there was nothing to evaluate. Runs on ticks for every key, and
+        before each merge for the key merged into, so that evaluation never falls behind
+        merging: a backlog merged first would prune buckets that boundaries not evaluated
+        yet still read.
+        """
+        wm = self.watermark(partition)
+        if wm is None:
+            return None
+        state = KeyState.from_dict(self.states.get(kb.key))
+        before = state.next_eval
+        transitions = evaluate_through(self.engine, kb, state, wm)
+        if state.next_eval == before:
+            return None
+        self.evaluations += 1
+        self.states[kb.key] = state.to_dict()
+        return transitions
+
+    def merge(self, partition: int, partial: Partial) -> tuple[list[AlertTransition], int]:
+        """Merge one partial; returns the transitions of the catch-up first, and the late
+        attempts (older than the allowed lateness, counted nowhere else)."""
+        kb = self.load(partial.key)
+        transitions = self.catch_up(kb, partition) or []
+        duplicates = kb.duplicates
+        late = kb.merge(partial)
+        self.duplicates += kb.duplicates - duplicates
+        self.store(kb, partition)
+        return transitions, late
+
+    def tick(self, partition: int) -> list[AlertTransition]:
+        transitions: list[AlertTransition] = []
+        for key in sorted(self.keys_by_partition.get(partition, ())):
+            kb = self.load(key)
+            found = self.catch_up(kb, partition)
+            if found is not None:
+                transitions.extend(found)
+                self.store(kb, partition)
+        return transitions

@@ -31,18 +31,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregation.buckets import KeyBuckets, Partial, parse_key
 from alerts.pipeline import Notifier
-from schemas.alert import AlertState
+from delivery.adapters import Decoded
+from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
 from streams.app import create_app
 from streams.deadletter import dead_letter
-from streams.engine import (
-    BatchTally,
-    Engine,
-    KeyState,
-    Progress,
-    evaluate_through,
-    read_message,
-)
+from streams.engine import Aggregator, Chunk, Engine, IngestBatch, KeyState
 from streams.health import install_health_views, readiness
 from streams.metrics import WorkerMetrics
 from streams.notify import install_notify
@@ -72,10 +66,8 @@ class Topology:
     alert_states: faust.types.TableT[str, dict[str, Any] | None]
     notify_state: faust.types.TableT[str, dict[str, Any] | None]
     silences: SilenceView = field(default_factory=SilenceView)
-    #: Keys merged per partials partition, for the ticks (rebuilt from the table on demand).
-    keys_by_partition: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
+    aggregator: Aggregator | None = None
     indexed_generation: int = -1
-    progress: Progress | None = None
     notifier: Notifier | None = None
     notifier_generation: int = -1
 
@@ -152,98 +144,73 @@ def _install_ingest(t: Topology) -> None:
             BATCH_MAX, within=BATCH_WITHIN_SECONDS
         )
         async for batch in batches:
-            builder = engine.builder()
-            tally = BatchTally()
+            reader = IngestBatch(engine)
             pending: list[Any] = []
             for event in batch:
                 message = event.message
                 # A null value (tombstone) reads as empty bytes and is dead-lettered.
                 raw = event.value if isinstance(event.value, bytes) else b""
                 source = f"{message.topic}:{message.partition}"
-                decoded = read_message(engine, builder, raw, source, message.offset, tally)
+                decoded, chunk = reader.read(raw, source, message.offset)
                 if decoded.errors:
-                    for error in decoded.errors:
-                        metrics.invalid_events.labels(error.field or "").inc()
-                    record = dead_letter(
-                        key=message.key,
-                        value=raw,
-                        errors=decoded.errors,
-                        counted=len(decoded.events),
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                    )
-                    pending.append(
-                        await t.dead_letter_topic.send(
-                            key=record.key, value=record.value, headers=record.headers
-                        )
-                    )
-                    metrics.dead_lettered.inc()
-            for key, partial in builder.drain().items():
-                pending.append(
-                    await t.partials_topic.send(key=key, value={"partial": partial.to_dict()})
-                )
-                metrics.partials_sent.inc()
-            if tally.progress:
-                # After the partials, in each partition's order: see streams.engine.Progress.
-                for p in range(t.settings.topic_partitions):
-                    pending.append(
-                        await t.partials_topic.send(
-                            key=None, value={"progress": tally.progress}, partition=p
-                        )
-                    )
+                    pending.append(await _dead_letter(t, message, raw, decoded))
+                if chunk is not None:
+                    pending.extend(await _flush(t, chunk))
+            pending.extend(await _flush(t, reader.flush()))
             metrics.messages_in.inc(len(batch))
-            for (fmt, outcome, isp), n in tally.events.items():
-                metrics.events_in.labels(fmt, outcome, isp).inc(n)
-            if tally.skipped:
-                metrics.events_skipped.inc(tally.skipped)
             # The batch is acknowledged when this iteration ends: only after the broker
             # has every partial and dead letter it produced.
             await asyncio.gather(*pending)
+
+
+async def _dead_letter(t: Topology, message: Any, raw: bytes, decoded: Decoded) -> Any:
+    for error in decoded.errors:
+        t.metrics.invalid_events.labels(error.field or "").inc()
+    record = dead_letter(
+        key=message.key,
+        value=raw,
+        errors=decoded.errors,
+        counted=len(decoded.events),
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+    )
+    t.metrics.dead_lettered.inc()
+    return await t.dead_letter_topic.send(
+        key=record.key, value=record.value, headers=record.headers
+    )
+
+
+async def _flush(t: Topology, chunk: Chunk) -> list[Any]:
+    """Send a chunk's partials, then its progress record to every partials partition."""
+    metrics = t.metrics
+    pending = []
+    for key, partial in chunk.partials.items():
+        pending.append(await t.partials_topic.send(key=key, value={"partial": partial.to_dict()}))
+        metrics.partials_sent.inc()
+    if chunk.progress:
+        # After the partials, in each partition's order: see streams.engine.Progress.
+        for p in range(t.settings.topic_partitions):
+            pending.append(
+                await t.partials_topic.send(
+                    key=None, value={"progress": chunk.progress}, partition=p
+                )
+            )
+    for (fmt, outcome, isp), n in chunk.tally.events.items():
+        metrics.events_in.labels(fmt, outcome, isp).inc(n)
+    if chunk.tally.skipped:
+        metrics.events_skipped.inc(chunk.tally.skipped)
+    return pending
 
 
 # ---- aggregate and evaluate ----------------------------------------------------------------
 
 
 def _install_aggregate(t: Topology) -> None:
-    app, metrics, engine = t.app, t.metrics, t.engine
-    config = engine.config
+    app, metrics = t.app, t.metrics
+    aggregator = t.aggregator = Aggregator(t.engine, t.buckets, t.alert_states)
 
-    def load_buckets(key: str) -> KeyBuckets:
-        stored = t.buckets.get(key)
-        return KeyBuckets.from_dict(stored, config) if stored else KeyBuckets(key, config)
-
-    progress = t.progress = Progress(config.lateness_seconds)
-
-    def reindex() -> None:
-        """Rebuild the key index after a rebalance, from what the table holds now."""
-        t.keys_by_partition.clear()
-        for key, value in t.buckets.items():
-            if value is not None and "partition" in value:
-                t.keys_by_partition[int(value["partition"])].add(key)
-        t.indexed_generation = app.rebalancing_count
-
-    def watermark(partition: int) -> int | None:
-        event_time = progress.event_time(partition)
-        return None if event_time is None else config.watermark_for(event_time)
-
-    async def catch_up(key: str, kb: KeyBuckets, partition: int) -> bool:
-        """Evaluate ``key`` at every boundary its partition's progress has passed.
-
-        Returns whether the alert state moved (and was written). Called on ticks for every
-        key, and before each merge for the key merged into, so that evaluation never falls
-        behind merging: a backlog merged first could prune buckets that the boundaries not
-        evaluated yet still read.
-        """
-        wm = watermark(partition)
-        if wm is None:
-            return False
-        state = KeyState.from_dict(t.alert_states.get(key))
-        before = state.next_eval
-        transitions = evaluate_through(engine, kb, state, wm)
-        if state.next_eval == before:
-            return False
-        metrics.evaluations.inc()
+    async def publish(transitions: list[AlertTransition]) -> None:
         sent = [
             await t.alerts_topic.send(key=tr.fingerprint, value=tr.model_dump(mode="json"))
             for tr in transitions
@@ -251,39 +218,29 @@ def _install_aggregate(t: Topology) -> None:
         await asyncio.gather(*sent)
         for tr in transitions:
             metrics.transitions.labels(tr.rule, tr.kind.value).inc()
-        t.alert_states[key] = state.to_dict()
-        return True
-
-    async def evaluate_partition(partition: int) -> None:
-        for key in sorted(t.keys_by_partition.get(partition, ())):
-            kb = load_buckets(key)
-            if await catch_up(key, kb, partition):
-                t.buckets[key] = {**kb.to_dict(), "partition": partition}
 
     @app.agent(t.partials_topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[dict[str, Any]]) -> None:
         async for event in stream.events():
             if t.indexed_generation != app.rebalancing_count:
-                reindex()
+                # Partitions may have moved: index the keys the (recovered) table holds.
+                aggregator.reindex()
+                t.indexed_generation = app.rebalancing_count
             partition = event.message.partition
             value = event.value
+            evaluations, duplicates = aggregator.evaluations, aggregator.duplicates
             if "tick" in value:
-                await evaluate_partition(partition)
-                continue
-            if "progress" in value:
-                progress.update(partition, value["progress"])
-                continue
-            partial = Partial.from_dict(value["partial"])
-            kb = load_buckets(partial.key)
-            await catch_up(partial.key, kb, partition)
-            duplicates = kb.duplicates
-            late = kb.merge(partial)
-            if late:
-                metrics.late_events.labels(parse_key(partial.key)[0]).inc(late)
-            if kb.duplicates != duplicates:
-                metrics.partials_duplicate.inc()
-            t.buckets[partial.key] = {**kb.to_dict(), "partition": partition}
-            t.keys_by_partition[partition].add(partial.key)
+                await publish(aggregator.tick(partition))
+            elif "progress" in value:
+                aggregator.progress.update(partition, value["progress"])
+            else:
+                partial = Partial.from_dict(value["partial"])
+                transitions, late = aggregator.merge(partition, partial)
+                await publish(transitions)
+                if late:
+                    metrics.late_events.labels(parse_key(partial.key)[0]).inc(late)
+            metrics.evaluations.inc(aggregator.evaluations - evaluations)
+            metrics.partials_duplicate.inc(aggregator.duplicates - duplicates)
 
     @app.timer(  # type: ignore[untyped-decorator]
         interval=t.settings.evaluation_interval, name="evaluation-ticks"

@@ -6,6 +6,7 @@ import gzip
 import json
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,12 @@ def produce_batches(
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The events of a file, in event-time order (as an MTA would log them)."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        events = [json.loads(line) for line in fh if line.strip()]
+    events.sort(key=lambda e: datetime.fromisoformat(e["event_time"]))
+    return events
 
 
 class TopicReader:
