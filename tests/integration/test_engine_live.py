@@ -10,7 +10,6 @@ input partitions are not ordered in event time (see README, "Event time").
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -21,7 +20,7 @@ import pytest
 
 from alerts.rules import load_default_rules
 from tests.support.kafka_io import TopicReader, produce_batches, read_jsonl
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -74,18 +73,7 @@ def transitions_of(records: list[Any]) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def env(kafka_bootstrap: str, new_topic: Any) -> dict[str, str]:
-    suffix = uuid.uuid4().hex[:8]
-    return {
-        "BOUNCEWATCH_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "BOUNCEWATCH_APP_ID": f"bw-live-{suffix}",
-        "BOUNCEWATCH_TOPIC_INPUT": new_topic(1, prefix="events"),
-        "BOUNCEWATCH_TOPIC_DEAD_LETTER": new_topic(1, prefix="dlq"),
-        "BOUNCEWATCH_TOPIC_ALERTS": new_topic(2, prefix="alerts"),
-        "BOUNCEWATCH_TOPIC_SILENCES": f"silences-{suffix}",
-        "BOUNCEWATCH_TOPIC_PARTITIONS": "4",
-        "BOUNCEWATCH_INPUT_FORMAT": "bouncewatch",
-        "BOUNCEWATCH_EVALUATION_INTERVAL": "1",
-    }
+    return isolated_env(kafka_bootstrap, new_topic, alert_partitions=2, partitions=4)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from tests.support.worker import WorkerProcess
+from tests.support.worker import WorkerProcess, isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -63,18 +62,7 @@ BATCH = json.dumps(
 
 @pytest.fixture
 def worker_env(kafka_bootstrap: str, new_topic: Any) -> dict[str, str]:
-    suffix = uuid.uuid4().hex[:8]
-    return {
-        "BOUNCEWATCH_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "BOUNCEWATCH_APP_ID": f"bw-test-{suffix}",
-        "BOUNCEWATCH_TOPIC_INPUT": new_topic(2, prefix="events"),
-        "BOUNCEWATCH_TOPIC_DEAD_LETTER": new_topic(1, prefix="dlq"),
-        "BOUNCEWATCH_TOPIC_ALERTS": new_topic(1, prefix="alerts"),
-        "BOUNCEWATCH_TOPIC_SILENCES": f"silences-{suffix}",
-        "BOUNCEWATCH_TOPIC_PARTITIONS": "2",
-        # Our own format, stated: "auto" would call an object without its fields unknown.
-        "BOUNCEWATCH_INPUT_FORMAT": "bouncewatch",
-    }
+    return isolated_env(kafka_bootstrap, new_topic, input_partitions=2)
 
 
 @pytest.fixture

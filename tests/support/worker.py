@@ -15,6 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -122,3 +124,29 @@ class WorkerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def isolated_env(
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    *,
+    input_partitions: int = 1,
+    alert_partitions: int = 1,
+    partitions: int = 2,
+    **extra: str,
+) -> dict[str, str]:
+    """Settings for a worker with its own consumer group and topics on the test broker."""
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "BOUNCEWATCH_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "BOUNCEWATCH_APP_ID": f"bw-test-{suffix}",
+        "BOUNCEWATCH_TOPIC_INPUT": new_topic(input_partitions, prefix="events"),
+        "BOUNCEWATCH_TOPIC_DEAD_LETTER": new_topic(1, prefix="dlq"),
+        "BOUNCEWATCH_TOPIC_ALERTS": new_topic(alert_partitions, prefix="alerts"),
+        "BOUNCEWATCH_TOPIC_SILENCES": f"silences-{suffix}",
+        "BOUNCEWATCH_TOPIC_PARTITIONS": str(partitions),
+        # Our own format, stated: "auto" would call an object without its fields unknown.
+        "BOUNCEWATCH_INPUT_FORMAT": "bouncewatch",
+        "BOUNCEWATCH_EVALUATION_INTERVAL": "1",
+        **extra,
+    }
