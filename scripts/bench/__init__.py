@@ -1,0 +1,1 @@
+"""Helpers of ``scripts/bench_stream.py``: traffic, and the bare contenders it measures."""

@@ -1,0 +1,558 @@
+"""Sustained events/s of the worker through Kafka, beside a bare Faust agent and aiokafka.
+
+    .venv/bin/python scripts/bench_stream.py [--events 100000] [--repeat 3]
+        [--bootstrap HOST:PORT] [--profile DIR]
+
+Starts a real Apache Kafka broker (``scripts/kafka_broker.py``; or uses ``--bootstrap``),
+creates two input topics and fills them with the same ``--events`` realistic events
+(``bench/traffic.py``): one topic with one event per message, one with JSON arrays of
+``--batch`` (100) events per message. Then, one process at a time so that they never share
+the two cores, each contender reads each topic from the beginning with a fresh consumer
+group:
+
+- ``worker``: ``bouncewatch worker`` itself (decode, classify, resolve, partials, the
+  aggregate table, rule evaluation on its ticks); done when ``bouncewatch_messages_total``
+  reaches the message count and its consumer lag on the partials topic is zero, i.e. every
+  partial is merged;
+- ``faust-bare`` (a): a Faust agent in the worker's own app that only decodes
+  (``bench/bare_faust.py``); done when its ``/count`` page shows every message;
+- ``aiokafka-bare`` (b): an aiokafka consumer that only decodes (``bench/bare_aiokafka.py``).
+
+The clock runs from the moment a contender can consume (the Faust ones: ``/readyz`` answers
+200, i.e. group joined and tables recovered; aiokafka: its partitions are assigned) to the
+moment it has processed every message; start-up is excluded, so the figure is the sustained
+rate. The Faust contenders are polled on their web port, every 0.5 s and every ``--poll``
+seconds from 90% done (a worker scrape renders ~300 samples: polling it fast throughout
+would cost it a few percent). Every round runs every contender on both shapes, rounds interleave so
+that a change in machine load hits all of them alike, and the table reports the median
+over ``--repeat`` rounds, the CPU time each process spent per event, and the 1-minute load
+average when each run started.
+
+Targets (issue 4 item 8): single-event messages, worker >= 90% of (a); batched messages,
+worker >= 50% of (b). ``--profile DIR`` then runs the worker once more per shape under
+cProfile and prints where its time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+for entry in (str(ROOT), str(SCRIPTS)):
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+from bench import traffic  # noqa: E402
+from kafka_broker import KafkaBroker  # noqa: E402
+
+from tests.support.worker import WorkerProcess  # noqa: E402
+
+CONTENDERS = ("worker", "faust-bare", "aiokafka-bare")
+SHAPES = ("single", "batch")
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+#: Seconds between progress polls until a contender is 90% done (then ``--poll``).
+SLOW_POLL = 0.5
+
+
+def child_path(code: Path) -> str:
+    """PYTHONPATH of a contender: the code snapshot, then ``scripts/`` (for ``bench``)."""
+    return os.pathsep.join([str(code), str(SCRIPTS)])
+
+
+@dataclass
+class Run:
+    contender: str
+    shape: str
+    messages: int
+    events: int
+    seconds: float
+    cpu_seconds: float
+    load: float
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return 1e6 * self.cpu_seconds / self.events
+
+
+@dataclass
+class Input:
+    shape: str
+    topic: str
+    messages: int
+    events: int
+
+
+class ChildProcess(WorkerProcess):
+    """A ``WorkerProcess`` (own port, own session, exact stop) running any module."""
+
+    def __init__(
+        self, argv: Sequence[str], env: dict[str, str], workdir: Path, name: str, code: Path
+    ):
+        super().__init__({"PYTHONPATH": child_path(code), **env}, workdir, name)
+        self.argv = list(argv)
+        self.code = code
+
+    def start(self) -> ChildProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, *self.argv],
+                cwd=self.code,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (its own, not its children's)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+# ---- output -----------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"nproc={os.cpu_count()} cpu={model!r} python={platform.python_version()} "
+        f"load(1m,5m,15m)={', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+
+
+CODE_PACKAGES = ("bouncewatch", "streams", "aggregation", "alerts", "delivery", "schemas")
+
+
+def code_state() -> str:
+    """HEAD, the worker's packages that differ from it, and a digest of their sources.
+
+    Others may edit the checkout while the benchmark runs; each worker run is stamped with the
+    digest of the code it started from, so a change in the middle shows in the output.
+    """
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            digest.update(path.read_bytes())
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", *CODE_PACKAGES],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.split("\n")
+    except OSError:
+        head, dirty = "?", []
+    changed = ", ".join(line[3:] for line in dirty if line.strip())
+    plus = f" + uncommitted {changed}" if changed else ""
+    return f"{head}{plus} (sources {digest.hexdigest()[:10]})"
+
+
+def snapshot(into: Path) -> Path:
+    """Copy the worker's packages, so that every run of one benchmark runs the same code.
+
+    The checkout is shared and edited while the benchmark runs; the contenders run from this
+    copy (it comes first on their ``sys.path``), never from the live tree.
+    """
+    for package in CODE_PACKAGES:
+        shutil.copytree(
+            ROOT / package, into / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    return into
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# ---- metrics ----------------------------------------------------------------------------
+
+
+def prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """The samples of a Prometheus text exposition (enough of the format for our metrics)."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, rest = head.partition("{")
+        labels: dict[str, str] = {}
+        for part in rest.rstrip("}").split('",'):
+            if "=" in part:
+                k, _, v = part.partition("=")
+                labels[k.strip()] = v.strip().strip('"')
+        out.append((name, labels, float(value)))
+    return out
+
+
+def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **match: str) -> float:
+    return sum(
+        v
+        for n, labels, v in samples
+        if n == name and all(labels.get(k) == m for k, m in match.items())
+    )
+
+
+# ---- contenders -------------------------------------------------------------------------
+
+
+def await_done(
+    child: ChildProcess, done: Callable[[], float], timeout: float, poll: float
+) -> tuple[float, float, float, float]:
+    """Wait for readiness, then until ``done()`` (the share done) reaches 1.
+
+    Returns (t_ready, t_done, cpu_ready, cpu_done).
+    """
+    deadline = time.monotonic() + 120
+    while True:  # WorkerProcess.wait_ready polls every 0.5 s: too coarse for a start time
+        if child.proc is not None and child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited:\n{child.tail()}")
+        try:
+            if child.get("/readyz")[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{child.name} not ready:\n{child.tail()}")
+        time.sleep(poll)
+    t_ready, cpu_ready = time.monotonic(), child.cpu_seconds()
+    deadline = t_ready + timeout
+    while True:
+        share = done()
+        if share >= 1.0:
+            break
+        if child.proc is not None and child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited:\n{child.tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{child.name} not done after {timeout}s:\n{child.tail()}")
+        # A scrape costs the worker CPU (~300 samples): poll slowly until close to the end.
+        time.sleep(poll if share >= 0.9 else max(poll, SLOW_POLL))
+    return t_ready, time.monotonic(), cpu_ready, child.cpu_seconds()
+
+
+def base_env(
+    bootstrap: str, app_id: str, topic: str, prefix: str, partitions: int
+) -> dict[str, str]:
+    return {
+        "BOUNCEWATCH_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "BOUNCEWATCH_APP_ID": app_id,
+        "BOUNCEWATCH_TOPIC_INPUT": topic,
+        "BOUNCEWATCH_TOPIC_DEAD_LETTER": f"{prefix}-dead-letter",
+        "BOUNCEWATCH_TOPIC_ALERTS": f"{prefix}-alerts",
+        "BOUNCEWATCH_TOPIC_SILENCES": f"{prefix}-silences",
+        "BOUNCEWATCH_TOPIC_PARTITIONS": str(partitions),
+        "BOUNCEWATCH_LOG_LEVEL": "WARNING",
+        "BOUNCEWATCH_LOG_FORMAT": "text",
+    }
+
+
+def run_worker(
+    inp: Input, env: dict[str, str], workdir: Path, args: argparse.Namespace, profile: Path | None
+) -> Run:
+    argv = ["-m", "bouncewatch.cli", "worker"]
+    if profile is not None:
+        argv = ["-m", "cProfile", "-o", str(profile), *argv]
+    child = ChildProcess(argv, env, workdir, env["BOUNCEWATCH_APP_ID"], args.code)
+    partials = f"{env['BOUNCEWATCH_APP_ID']}-partials"
+    last: dict[str, Any] = {}
+
+    def done() -> float:
+        _, text = child.get("/metrics")
+        samples = prometheus(str(text))
+        last["samples"] = samples
+        read = metric_sum(samples, "bouncewatch_messages_total")
+        if read < inp.messages:
+            return min(read / inp.messages, 0.99)
+        lags = [
+            v
+            for n, lb, v in samples
+            if n == "bouncewatch_consumer_lag" and lb.get("topic") == partials
+        ]
+        return 1.0 if len(lags) == args.partitions and not any(lags) else 0.99
+
+    load = os.getloadavg()[0]
+    child.start()
+    try:
+        t0, t1, c0, c1 = await_done(child, done, args.timeout, args.poll)
+    finally:
+        child.stop()
+    samples = last["samples"]
+    events = int(metric_sum(samples, "bouncewatch_events_total"))
+    notes = {
+        "partials": int(metric_sum(samples, "bouncewatch_partials_sent_total")),
+        "evaluations": int(metric_sum(samples, "bouncewatch_rule_evaluations_total")),
+        "dead_lettered": int(metric_sum(samples, "bouncewatch_dead_lettered_total")),
+        "late": int(metric_sum(samples, "bouncewatch_late_events_total")),
+    }
+    if events != inp.events:
+        raise RuntimeError(f"worker counted {events} events, expected {inp.events}: {notes}")
+    return Run("worker", inp.shape, inp.messages, events, t1 - t0, c1 - c0, load, notes)
+
+
+def run_faust(inp: Input, env: dict[str, str], workdir: Path, args: argparse.Namespace) -> Run:
+    child = ChildProcess(
+        ["-m", "bench.bare_faust"],
+        {
+            **env,
+            "BENCH_FAUST_MODE": args.faust_mode,
+            "BENCH_EXPECT_MESSAGES": str(inp.messages),
+        },
+        workdir,
+        env["BOUNCEWATCH_APP_ID"],
+        args.code,
+    )
+    last: dict[str, Any] = {}
+
+    def done() -> float:
+        _, counts = child.get("/count")
+        last.update(counts)
+        if "last" in counts:
+            return 1.0
+        return min(float(counts["messages"]) / inp.messages, 0.99)
+
+    load = os.getloadavg()[0]
+    child.start()
+    try:
+        t0, t1, c0, c1 = await_done(child, done, args.timeout, args.poll)
+    finally:
+        child.stop()
+    if last["events"] != inp.events or last["errors"]:
+        raise RuntimeError(f"faust-bare read {last}, expected {inp.events} events")
+    notes = {"from_first_message_s": round(last["last"] - last["first"], 3)}
+    return Run(
+        "faust-bare", inp.shape, inp.messages, int(last["events"]), t1 - t0, c1 - c0, load, notes
+    )
+
+
+def run_aiokafka(inp: Input, bootstrap: str, group: str, args: argparse.Namespace) -> Run:
+    load = os.getloadavg()[0]
+    argv = [sys.executable, "-m", "bench.bare_aiokafka", "--bootstrap", bootstrap]
+    argv += ["--topic", inp.topic, "--group", group, "--messages", str(inp.messages)]
+    out = subprocess.run(
+        argv,
+        cwd=args.code,
+        env={**os.environ, "PYTHONPATH": child_path(args.code)},
+        capture_output=True,
+        check=True,
+        timeout=args.timeout + 60,
+    )
+    result = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    if result["events"] != inp.events or result["errors"]:
+        raise RuntimeError(f"aiokafka-bare read {result}, expected {inp.events} events")
+    start = result["assigned"] or result["first"]
+    return Run(
+        "aiokafka-bare",
+        inp.shape,
+        result["messages"],
+        result["events"],
+        result["last"] - start,
+        result["cpu_seconds"],
+        load,
+        {"from_first_message_s": round(result["last"] - result["first"], 3)},
+    )
+
+
+# ---- the benchmark ----------------------------------------------------------------------
+
+
+def prepare(bootstrap: str, prefix: str, args: argparse.Namespace) -> list[Input]:
+    started = time.monotonic()
+    events = traffic.events(args.events, span=args.span)
+    payloads = {"single": traffic.singles(events), "batch": traffic.batches(events, args.batch)}
+
+    async def fill() -> None:
+        for shape, messages in payloads.items():
+            topic = f"{prefix}-input-{shape}"
+            await traffic.create_topic(bootstrap, topic, args.partitions)
+            await traffic.fill(bootstrap, topic, messages, args.partitions)
+
+    asyncio.run(fill())
+    inputs = [
+        Input(shape, f"{prefix}-input-{shape}", len(payloads[shape]), len(events))
+        for shape in SHAPES
+    ]
+    for inp in inputs:
+        size = sum(map(len, payloads[inp.shape])) / inp.messages
+        say(
+            f"  {inp.topic}: {inp.messages:,} messages x {inp.events // inp.messages} event(s),"
+            f" {size:,.0f} bytes/message, {args.partitions} partitions"
+        )
+    say(f"  generated and filled in {time.monotonic() - started:.1f}s")
+    return inputs
+
+
+def measure(bootstrap: str, args: argparse.Namespace) -> list[Run]:
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    say(f"code (copied now, every contender runs this copy): {code_state()}")
+    say(f"filling topics on {bootstrap} with {args.events:,} events ...")
+    inputs = prepare(bootstrap, prefix, args)
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
+        workdir = Path(tmp) if args.logs is None else args.logs
+        workdir.mkdir(parents=True, exist_ok=True)
+        args.code = snapshot(Path(tmp) / "code")
+        for rnd in range(args.repeat):
+            for inp in inputs:
+                for contender in args.contenders:
+                    group = f"{prefix}-{contender}-{inp.shape}-{rnd}"
+                    env = base_env(bootstrap, group, inp.topic, prefix, args.partitions)
+                    if contender == "worker":
+                        run = run_worker(inp, env, workdir, args, None)
+                    elif contender == "faust-bare":
+                        run = run_faust(inp, env, workdir, args)
+                    else:
+                        run = run_aiokafka(inp, bootstrap, group, args)
+                    runs.append(run)
+                    extra = f" {run.notes}" if run.notes else ""
+                    say(
+                        f"  round {rnd + 1}: {contender:<13} {inp.shape:<6}"
+                        f" {run.seconds:7.2f}s {run.rate:>10,.0f} ev/s"
+                        f" {run.cpu_us_per_event:6.1f} cpu-us/ev load {run.load:.2f}{extra}"
+                    )
+        if args.profile is not None:
+            profile(bootstrap, prefix, inputs, workdir, args)
+    return runs
+
+
+def median_rate(runs: list[Run], contender: str, shape: str) -> float | None:
+    rates = [r.rate for r in runs if r.contender == contender and r.shape == shape]
+    return statistics.median(rates) if rates else None
+
+
+def table(runs: list[Run], args: argparse.Namespace) -> None:
+    say("")
+    say(
+        f"{'contender':<14}{'shape':<8}{'messages':>10}{'events':>10}{'seconds':>9}"
+        f"{'events/s':>11}{'min':>10}{'max':>10}{'cpu-us/ev':>11}{'load1':>7}"
+    )
+    for shape in SHAPES:
+        for contender in args.contenders:
+            mine = [r for r in runs if r.contender == contender and r.shape == shape]
+            if not mine:
+                continue
+            rates = [r.rate for r in mine]
+            med = statistics.median(rates)
+            say(
+                f"{contender:<14}{shape:<8}{mine[0].messages:>10,}{mine[0].events:>10,}"
+                f"{statistics.median(r.seconds for r in mine):>9.2f}{med:>11,.0f}"
+                f"{min(rates):>10,.0f}{max(rates):>10,.0f}"
+                f"{statistics.median(r.cpu_us_per_event for r in mine):>11.1f}"
+                f"{statistics.median(r.load for r in mine):>7.2f}"
+            )
+    say("")
+    say("ratios (medians of events/s):")
+    checks = [
+        ("single", "worker", "faust-bare", 0.90, "target: within 10% of (a)"),
+        ("batch", "worker", "aiokafka-bare", 0.50, "target: at least 50% of (b)"),
+        ("single", "worker", "aiokafka-bare", None, ""),
+        ("batch", "worker", "faust-bare", None, ""),
+        ("single", "faust-bare", "aiokafka-bare", None, ""),
+        ("batch", "faust-bare", "aiokafka-bare", None, ""),
+    ]
+    for shape, num, den, target, label in checks:
+        a, b = median_rate(runs, num, shape), median_rate(runs, den, shape)
+        if a is None or b is None:
+            continue
+        verdict = ""
+        if target is not None:
+            verdict = f"  {label}: {'MET' if a / b >= target else 'MISSED'} (>= {target:.2f})"
+        say(f"  {shape:<7}{num} / {den}: {a / b:5.2f}{verdict}")
+
+
+# ---- profiling --------------------------------------------------------------------------
+
+
+def profile(
+    bootstrap: str, prefix: str, inputs: list[Input], workdir: Path, args: argparse.Namespace
+) -> None:
+    out_dir: Path = args.profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for inp in inputs:
+        group = f"{prefix}-worker-profile-{inp.shape}"
+        env = base_env(bootstrap, group, inp.topic, prefix, args.partitions)
+        path = out_dir / f"worker-{inp.shape}.prof"
+        run = run_worker(inp, env, workdir, args, path)
+        say("")
+        say(f"cProfile, worker, {inp.shape} ({run.rate:,.0f} ev/s under the profiler; {path}):")
+        if not path.exists():
+            say("  (no profile written: the worker did not exit cleanly)")
+            continue
+        stats = pstats.Stats(str(path))
+        stats.sort_stats("tottime").print_stats(args.profile_top)
+        stats.sort_stats("cumulative").print_stats(args.profile_top)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=100_000, help="events per input topic")
+    parser.add_argument(
+        "--span", type=float, default=3600.0, help="event-time seconds the events cover"
+    )
+    parser.add_argument("--batch", type=int, default=100, help="events per batched message")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (medians reported)")
+    parser.add_argument("--partitions", type=int, default=8, help="partitions per topic")
+    parser.add_argument("--bootstrap", help="an existing broker (default: start one)")
+    parser.add_argument(
+        "--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS), metavar="NAME"
+    )
+    parser.add_argument("--faust-mode", choices=("iter", "take"), default="iter")
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between progress polls")
+    parser.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
+    parser.add_argument("--logs", type=Path, help="keep the contenders' logs and data here")
+    parser.add_argument("--profile", type=Path, help="also profile the worker; .prof files here")
+    parser.add_argument("--profile-top", type=int, default=30)
+    args = parser.parse_args(argv)
+    # A fresh topic's first produce may meet NotLeaderForPartition; aiokafka retries it.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    say(machine())
+    say(
+        f"bare Faust agent mode: {args.faust_mode}; progress polled every {SLOW_POLL}s,"
+        f" every {args.poll}s from 90% done"
+    )
+    if args.bootstrap:
+        runs = measure(args.bootstrap, args)
+    else:
+        with KafkaBroker() as broker:
+            say(f"broker: {broker!r} (pid {broker.pid}), started in {broker.startup_seconds:.1f}s")
+            runs = measure(broker.bootstrap_servers, args)
+    table(runs, args)
+    say(f"\nload after the runs: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
