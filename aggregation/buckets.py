@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aggregation.topk import DEFAULT_CAPACITY, TopK
+from aggregation.topk import DEFAULT_CAPACITY, TopK, reply_key
 from delivery.types import Classification
 from schemas.vocabulary import BounceType, Category, Outcome
 
@@ -145,7 +145,9 @@ class Counts:
         enhanced: str | None,
         text: str,
         reply_capacity: int = DEFAULT_CAPACITY,
+        reply: str | None = None,
     ) -> None:
+        """Count one attempt; ``reply`` is its ``reply_key`` when the caller has it already."""
         self.attempts += 1
         outcome = classification.outcome
         if outcome is Outcome.DELIVERED:
@@ -164,7 +166,7 @@ class Counts:
             topk = self.replies.get(category)
             if topk is None:
                 topk = self.replies[category] = TopK(reply_capacity)
-            topk.add(code, enhanced, text, classification.isp_code)
+            topk.add(code, enhanced, text, classification.isp_code, key=reply)
 
     def merge(self, other: Counts, with_replies: bool = True) -> None:
         self.attempts += other.attempts
@@ -321,7 +323,13 @@ class PartialBuilder:
     ) -> None:
         t = epoch_seconds(event_time)
         start = bucket_start(t, self._bucket)
-        self._add_to(make_key(isp), t, start, classification, code, enhanced, text)
+        # Normalizing a reply text costs regex passes: once per event, not once per key.
+        reply = (
+            reply_key(code, enhanced, text)
+            if classification.category is not Category.DELIVERED and (text or code)
+            else None
+        )
+        self._add_to(make_key(isp), t, start, classification, code, enhanced, text, reply)
         if self._extra_specs:
             values = {"source_ip": source_ip, "sending_domain": sending_domain, "tenant": tenant}
             for spec in self._extra_specs:
@@ -333,7 +341,7 @@ class PartialBuilder:
                     group[dim] = value
                 else:
                     key = make_key(isp, group)
-                    self._add_to(key, t, start, classification, code, enhanced, text)
+                    self._add_to(key, t, start, classification, code, enhanced, text, reply)
         if partition is not None and offset is not None:
             self.note_offset(partition, offset)
 
@@ -355,6 +363,7 @@ class PartialBuilder:
         code: int | None,
         enhanced: str | None,
         text: str,
+        reply: str | None,
     ) -> None:
         partial = self._partials.get(key)
         if partial is None:
@@ -362,7 +371,7 @@ class PartialBuilder:
         counts = partial.buckets.get(start)
         if counts is None:
             counts = partial.buckets[start] = Counts()
-        counts.add(classification, code, enhanced, text, self._capacity)
+        counts.add(classification, code, enhanced, text, self._capacity, reply)
         if partial.max_event_time is None or t > partial.max_event_time:
             partial.max_event_time = t
 
@@ -593,11 +602,14 @@ class KeyBuckets:
 
     # ---- storage
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, with_buckets: bool = True) -> dict[str, Any]:
+        """The stored form; without the buckets when they are stored one by one."""
         return {
             "key": self.key,
             "config": self.config.to_list(),
-            "buckets": {str(s): c.to_dict() for s, c in self.buckets.items()},
+            "buckets": (
+                {str(s): c.to_dict() for s, c in self.buckets.items()} if with_buckets else {}
+            ),
             "max_event_time": self.max_event_time,
             "watermark": self.watermark,
             "late": self.late,

@@ -84,8 +84,11 @@ class TopK:
         text: str,
         isp_code: str | None = None,
         count: int = 1,
+        key: str | None = None,
     ) -> None:
-        key = reply_key(code, enhanced, text)
+        """Count one reply; ``key`` is its ``reply_key`` when the caller already has it."""
+        if key is None:
+            key = reply_key(code, enhanced, text)
         entry = self.entries.get(key)
         if entry is not None:
             entry.count += count

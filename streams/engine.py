@@ -8,7 +8,7 @@ between topics and tables.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,12 +247,25 @@ class IngestBatch:
         return Chunk(self._builder.drain(), dict(tally.progress), tally)
 
 
+#: Table entries per aggregation key: one per bucket, and one of metadata.
+META = "meta"
+
+
+def entry(key: str, part: int | str) -> str:
+    """The table key of one bucket (``part`` its start) or of a key's metadata."""
+    return f"{key}@{part}"
+
+
 class Aggregator:
     """The aggregate agent's logic over two mappings (Faust tables in the worker).
 
-    ``buckets`` maps aggregation key to ``KeyBuckets.to_dict()`` plus the partials partition
-    it lives on; ``states`` maps aggregation key to ``KeyState.to_dict()``. Every method
-    returns the alert transitions to publish, in order.
+    ``buckets`` holds, per aggregation key, one entry per bucket (``key@<start>``: its
+    counts) and one of metadata (``key@meta``: offsets merged, watermark, the bucket starts
+    and the partials partition). A merge rewrites only the buckets the partial touched, so
+    the changelog carries small records, not the key's whole history each time. ``states``
+    maps aggregation key to ``KeyState.to_dict()``. Both are read once per key into live
+    objects, which ``reindex`` drops after a rebalance. Every method returns the alert
+    transitions to publish, in order.
     """
 
     def __init__(
@@ -266,24 +279,63 @@ class Aggregator:
         self.states = states
         self.progress = Progress(engine.config.lateness_seconds)
         self.keys_by_partition: dict[int, set[str]] = defaultdict(set)
+        self._live: dict[str, KeyBuckets] = {}
+        self._live_states: dict[str, KeyState] = {}
+        self._stored: dict[str, set[int]] = {}
         self.duplicates = 0
         self.evaluations = 0
 
     def reindex(self) -> None:
-        """Rebuild the key index (after a rebalance) from what ``buckets`` holds now."""
+        """Forget the live objects and index the keys ``buckets`` holds now (a rebalance)."""
         self.keys_by_partition.clear()
-        for key, value in self.buckets.items():
-            if value is not None and "partition" in value:
-                self.keys_by_partition[int(value["partition"])].add(key)
+        self._live.clear()
+        self._live_states.clear()
+        self._stored.clear()
+        suffix = "@" + META
+        for name, value in self.buckets.items():
+            if value is not None and name.endswith(suffix):
+                self.keys_by_partition[int(value["partition"])].add(name[: -len(suffix)])
 
     def load(self, key: str) -> KeyBuckets:
-        stored = self.buckets.get(key)
+        kb = self._live.get(key)
+        if kb is not None:
+            return kb
         config = self.engine.config
-        return KeyBuckets.from_dict(stored, config) if stored else KeyBuckets(key, config)
+        meta = self.buckets.get(entry(key, META))
+        if meta:
+            stored = {s: self.buckets.get(entry(key, s)) for s in meta.get("starts", ())}
+            data = {**meta, "buckets": {str(s): c for s, c in stored.items() if c is not None}}
+            kb = KeyBuckets.from_dict(data, config)
+        else:
+            kb = KeyBuckets(key, config)
+        self._stored[key] = set(kb.buckets)
+        self._live[key] = kb
+        return kb
 
-    def store(self, kb: KeyBuckets, partition: int) -> None:
-        self.buckets[kb.key] = {**kb.to_dict(), "partition": partition}
-        self.keys_by_partition[partition].add(kb.key)
+    def store(self, kb: KeyBuckets, partition: int, changed: Iterable[int] = ()) -> None:
+        """Write the buckets in ``changed``, delete pruned ones, and write the metadata."""
+        key = kb.key
+        before = self._stored.get(key, set())
+        now = set(kb.buckets)
+        for start in before - now:
+            self.buckets.pop(entry(key, start), None)
+        for start in changed:
+            counts = kb.buckets.get(start)
+            if counts is not None:
+                self.buckets[entry(key, start)] = counts.to_dict()
+        meta = kb.to_dict(with_buckets=False)
+        del meta["buckets"]
+        meta["partition"] = partition
+        meta["starts"] = sorted(now)
+        self.buckets[entry(key, META)] = meta
+        self._stored[key] = now
+        self.keys_by_partition[partition].add(key)
+
+    def state(self, key: str) -> KeyState:
+        state = self._live_states.get(key)
+        if state is None:
+            state = self._live_states[key] = KeyState.from_dict(self.states.get(key))
+        return state
 
     def watermark(self, partition: int) -> int | None:
         event_time = self.progress.event_time(partition)
@@ -300,7 +352,9 @@ class Aggregator:
         wm = self.watermark(partition)
         if wm is None:
             return None
-        state = KeyState.from_dict(self.states.get(kb.key))
+        state = self.state(kb.key)
+        if state.next_eval is not None and state.next_eval > wm:
+            return None
         before = state.next_eval
         transitions = evaluate_through(self.engine, kb, state, wm)
         if state.next_eval == before:
@@ -316,8 +370,9 @@ class Aggregator:
         transitions = self.catch_up(kb, partition) or []
         duplicates = kb.duplicates
         late = kb.merge(partial)
+        merged = kb.duplicates == duplicates
         self.duplicates += kb.duplicates - duplicates
-        self.store(kb, partition)
+        self.store(kb, partition, partial.buckets if merged else ())
         return transitions, late
 
     def tick(self, partition: int) -> list[AlertTransition]:
@@ -329,3 +384,7 @@ class Aggregator:
                 transitions.extend(found)
                 self.store(kb, partition)
         return transitions
+
+    def keys(self) -> list[str]:
+        """Every aggregation key this worker holds."""
+        return sorted(k for keys in self.keys_by_partition.values() for k in keys)

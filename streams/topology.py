@@ -29,7 +29,7 @@ from typing import Any, cast
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from aggregation.buckets import KeyBuckets, Partial, parse_key
+from aggregation.buckets import Partial, parse_key
 from alerts.pipeline import Notifier
 from delivery.adapters import Decoded
 from schemas.alert import AlertState, AlertTransition
@@ -313,13 +313,13 @@ def status(t: Topology) -> dict[str, Any]:
     ready, checks = readiness(t.app)
     window = 15 * 60
     isps: dict[str, Any] = {}
-    for key, value in t.buckets.items():
-        if not value:
-            continue
+    aggregator = t.aggregator
+    assert aggregator is not None, "build() installs the aggregator"
+    for key in aggregator.keys():
         isp, group = parse_key(key)
         if group:
             continue
-        kb = KeyBuckets.from_dict(value, t.engine.config)
+        kb = aggregator.load(key)
         end = kb.closed_end()
         if end is None:
             continue

@@ -99,11 +99,13 @@ def latest_per_key(records: list[Any]) -> dict[str, Any]:
 
 
 def attempts_per_key(records: list[Any]) -> dict[str, int]:
-    return {
-        key: sum(bucket["a"] for bucket in value["buckets"].values())
-        for key, value in latest_per_key(records).items()
-        if value
-    }
+    """Attempts per aggregation key from the bucket entries ``<key>@<bucket start>``."""
+    totals: dict[str, int] = {}
+    for name, value in latest_per_key(records).items():
+        key, _, part = name.rpartition("@")
+        if value and part.isdigit():
+            totals[key] = totals.get(key, 0) + value["a"]
+    return totals
 
 
 def wait_for_counts(
