@@ -385,6 +385,6 @@ class Aggregator:
                 self.store(kb, partition)
         return transitions
 
-    def keys(self) -> list[str]:
+    def aggregation_keys(self) -> list[str]:
         """Every aggregation key this worker holds."""
         return sorted(k for keys in self.keys_by_partition.values() for k in keys)

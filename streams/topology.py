@@ -315,7 +315,7 @@ def status(t: Topology) -> dict[str, Any]:
     isps: dict[str, Any] = {}
     aggregator = t.aggregator
     assert aggregator is not None, "build() installs the aggregator"
-    for key in aggregator.keys():
+    for key in aggregator.aggregation_keys():
         isp, group = parse_key(key)
         if group:
             continue
