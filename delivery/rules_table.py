@@ -21,6 +21,11 @@ before packaged ones; then file order. The first match decides.
 from __future__ import annotations
 
 import re
+
+# The regex parser, for required_literals: its output is what the engine runs, so literals
+# read from it are exact. No stubs ship for these private modules.
+import re._constants as _sre  # type: ignore[import-not-found]
+import re._parser as _sre_parser  # type: ignore[import-not-found]
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +41,7 @@ from schemas.vocabulary import Category, Outcome
 #: Only details of 20 and above count; below that the code is a generic RFC 3463 one.
 ISP_CODE_FROM_ENHANCED = "$enhanced"
 
+_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT)
 _CODE_CLASS = re.compile(r"^[245]xx$")
 _ENHANCED_SPEC = re.compile(r"^[245x]\.(?:\d{1,3}\.(?:\d{1,3})?)?$")
 
@@ -153,6 +159,9 @@ class CompiledRule:
     regex: re.Pattern[str] | None
     #: reply classes (2, 4, 5) this rule can ever match; None when it does not constrain them
     classes: frozenset[int] | None
+    #: lower-case strings one of which every match of ``regex`` contains (see
+    #: ``required_literals``); None when the pattern guarantees none
+    literals: tuple[str, ...] | None = None
 
     @property
     def constrains_enhanced(self) -> bool:
@@ -334,7 +343,55 @@ def _compile_rule(spec: RuleSpec) -> CompiledRule:
         detail_prefixes=tuple(detail_prefixes),
         regex=re.compile(spec.pattern, re.IGNORECASE) if spec.pattern is not None else None,
         classes=frozenset(reachable) if reachable is not None else None,
+        literals=required_literals(spec.pattern) if spec.pattern is not None else None,
     )
+
+
+def required_literals(pattern: str) -> tuple[str, ...] | None:
+    """Lower-case strings one of which every match of ``pattern`` (case-insensitive) contains.
+
+    This is the pre-filter of a cold classification: a rule whose literals are all absent
+    from the lower-cased text cannot match, and a substring test costs a fraction of a
+    regex search. Read from the parsed pattern, so it is exact for any user rule: a run of
+    literal characters is required; a group or a repeat of at least one passes on what its
+    body requires; an alternation requires one of what each branch requires. Of the
+    candidates the one with the longest shortest string wins. Only ASCII characters count,
+    because the check is only trusted on ASCII text (``str.lower`` and the regex engine's
+    case folding agree there and not beyond).
+    """
+    found = _required(_sre_parser.parse(pattern, re.IGNORECASE))
+    if not found:
+        return None
+    # A text holding "too many " holds "too ": the longer string adds nothing to the test.
+    return tuple(sorted(s for s in found if not any(t != s and t in s for t in found)))
+
+
+def _required(items: Any) -> frozenset[str] | None:
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, arg in items:
+        if op is _sre.LITERAL and arg < 128:
+            run.append(chr(arg).lower())
+            continue
+        if run:
+            candidates.append(frozenset(("".join(run),)))
+            run = []
+        found: frozenset[str] | None = None
+        if op is _sre.SUBPATTERN:
+            found = _required(arg[-1])
+        elif op is _sre.BRANCH:
+            branches = [_required(branch) for branch in arg[1]]
+            if all(branches):
+                found = frozenset().union(*(b for b in branches if b))
+        elif op in _REPEATS and arg[0] >= 1:
+            found = _required(arg[2])
+        if found:
+            candidates.append(found)
+    if run:
+        candidates.append(frozenset(("".join(run),)))
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (min(len(s) for s in c), -len(c)))
 
 
 def merge(packaged: RulesFile, user: RulesFile | None) -> list[tuple[RuleSpec, bool, int]]:
