@@ -35,6 +35,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_dead_letter, n, rf),
         TopicSpec(settings.topic_partials, n, rf),
         TopicSpec(settings.topic_alerts, n, rf),
+        # Faust would create this internal topic itself, but while the group forms; a worker
+        # that joined before it existed was seen to never consume it.
+        TopicSpec(f"{settings.app_id}-notify", n, rf),
         # A silence is a keyed record whose latest version is all that matters.
         TopicSpec(settings.topic_silences, 1, rf, {"cleanup.policy": "compact"}),
     ]

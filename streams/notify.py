@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka import AIOKafkaConsumer
 
-from alerts.pipeline import Notifier
+from alerts.pipeline import DeliveryMetrics, Notifier
 from alerts.receivers import build_senders
 from alerts.routing import resolve_config
 from schemas.alert import AlertTransition
@@ -33,26 +34,73 @@ log = logging.getLogger(__name__)
 NOTIFY_TICK_SECONDS = 2.0
 
 
+class PartitionNotifiers:
+    """One notifier per notify partition, each keeping its state under its own prefix.
+
+    Faust writes a table entry to the changelog partition of the message being handled. A
+    notifier shared by all partitions would write one alert's records from a transition on
+    one partition and from a tick on another, and a recovery replaying those partitions in
+    some order could bring back a stale record and send again. Here every record of
+    partition ``p``'s notifier is written while handling a message of ``p`` (its
+    transitions and its ticks), so it lives in ``p``'s changelog and moves with ``p``.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[], Notifier],
+        table: MutableMapping[str, dict[str, Any] | None],
+    ) -> None:
+        self._make = make
+        self._table = table
+        self._by_partition: dict[int, Notifier] = {}
+        self._generation = -1
+        #: Shared by every partition's notifier, so the exported counters add up.
+        self.metrics = DeliveryMetrics()
+
+    def get(self, partition: int, generation: int) -> Notifier:
+        if generation != self._generation:
+            # Partitions may have moved: start from what the (recovered) table holds now.
+            self._by_partition.clear()
+            self._generation = generation
+        notifier = self._by_partition.get(partition)
+        if notifier is None:
+            notifier = self._by_partition[partition] = self._make()
+            prefix = f"{partition}|"
+            notifier.restore(
+                (key[len(prefix) :], value)
+                for key, value in self._table.items()
+                if key.startswith(prefix)
+            )
+        return notifier
+
+    def save(self, partition: int, notifier: Notifier) -> None:
+        for key, value in notifier.take_changes().items():
+            name = f"{partition}|{key}"
+            if value is None:
+                self._table.pop(name, None)
+            else:
+                self._table[name] = value
+
+    def outbox_sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for notifier in self._by_partition.values():
+            for integration, n in notifier.outbox_sizes().items():
+                sizes[integration] = sizes.get(integration, 0) + n
+        return sizes
+
+
 def install_notify(t: Topology) -> None:
     from streams.topology import owned
 
     app, settings = t.app, t.settings
     config = resolve_config(settings, settings.notify_file)
+    senders = build_senders(config, settings)
+    notifiers: PartitionNotifiers
 
-    def notifier() -> Notifier:
-        if t.notifier is None or t.notifier_generation != app.rebalancing_count:
-            # Partitions may have moved: start from what the (recovered) table holds now.
-            fresh = Notifier(config, build_senders(config, settings), silences=t.silences)
-            fresh.restore((k, v) for k, v in t.notify_state.items())
-            t.notifier, t.notifier_generation = fresh, app.rebalancing_count
-        return t.notifier
+    def make() -> Notifier:
+        return Notifier(config, senders, silences=t.silences, metrics=notifiers.metrics)
 
-    def save(n: Notifier) -> None:
-        for key, value in n.take_changes().items():
-            if value is None:
-                t.notify_state.pop(key, None)
-            else:
-                t.notify_state[key] = value
+    notifiers = t.notifiers = PartitionNotifiers(make, t.notify_state)
 
     @app.agent(t.alerts_topic, name="route")
     async def route(stream: faust.StreamT[dict[str, Any]]) -> None:
@@ -61,14 +109,16 @@ def install_notify(t: Topology) -> None:
 
     @app.agent(t.notify_topic, name="notify")
     async def notify(stream: faust.StreamT[dict[str, Any]]) -> None:
-        async for value in stream:
-            n = notifier()
+        async for event in stream.events():
+            partition = event.message.partition
+            notifier = notifiers.get(partition, app.rebalancing_count)
             now = datetime.now(UTC)
+            value = event.value
             if "tick" in value:
-                await n.tick(now)
+                await notifier.tick(now)
             else:
-                await n.process(AlertTransition.model_validate(value), now)
-            save(n)
+                await notifier.process(AlertTransition.model_validate(value), now)
+            notifiers.save(partition, notifier)
 
     @app.timer(interval=NOTIFY_TICK_SECONDS, name="notify-ticks")  # type: ignore[untyped-decorator]
     async def notify_ticks() -> None:

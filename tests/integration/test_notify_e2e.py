@@ -340,9 +340,11 @@ def delivered_in_changelog(reader: TopicReader) -> Callable[[], bool]:
     def done() -> bool:
         delivered = set()
         for record in reader.poll():
-            key = json.loads(record.key) if record.key else ""  # the table's keys are JSON
-            if not isinstance(key, str):
+            name = json.loads(record.key) if record.key else ""  # the table's keys are JSON
+            if not isinstance(name, str):
                 continue
+            # "<notify partition>|<notifier key>": each partition's notifier has its own keys.
+            key = name.partition("|")[2]
             if not key.startswith("log:") or record.value is None:
                 continue
             value = json.loads(record.value)
