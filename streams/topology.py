@@ -267,10 +267,7 @@ def _install_aggregate(t: Topology) -> None:
     @app.agent(t.partials_topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[dict[str, Any]]) -> None:
         async for event in stream.events():
-            if t.indexed_generation != app.rebalancing_count:
-                # Partitions may have moved: index the keys the (recovered) table holds.
-                aggregator.reindex()
-                t.indexed_generation = app.rebalancing_count
+            ensure_indexed(t)
             partition = event.message.partition
             value = event.value
             evaluations, duplicates = aggregator.evaluations, aggregator.duplicates
@@ -297,6 +294,17 @@ def _install_aggregate(t: Topology) -> None:
     async def evaluation_ticks() -> None:
         for tp in owned(app, t.settings.topic_partials):
             await t.partials_topic.send(key=None, value={"tick": 1}, partition=tp.partition)
+
+
+def ensure_indexed(t: Topology) -> Aggregator:
+    """The aggregator, its key index rebuilt if partitions moved since it was built."""
+    aggregator = t.aggregator
+    assert aggregator is not None, "build() installs the aggregator"
+    if t.indexed_generation != t.app.rebalancing_count:
+        # Partitions may have moved: index the keys the (recovered) table holds.
+        aggregator.reindex()
+        t.indexed_generation = t.app.rebalancing_count
+    return aggregator
 
 
 def owned(app: faust.App, topic: str) -> list[Any]:
@@ -362,8 +370,7 @@ def status(t: Topology) -> dict[str, Any]:
     ready, checks = readiness(t.app)
     window = 15 * 60
     isps: dict[str, Any] = {}
-    aggregator = t.aggregator
-    assert aggregator is not None, "build() installs the aggregator"
+    aggregator = ensure_indexed(t)
     for key in aggregator.aggregation_keys():
         isp, group = parse_key(key)
         if group:

@@ -98,7 +98,7 @@ def test_live_worker_matches_the_scenario(
         worker.wait_ready()
         produce_batches(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], events)
         produce_batches(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], [closing_event(events)])
-        records = alerts.wait_for(lambda r: len(r) >= len(want), timeout=120, settle=4)
+        records = alerts.wait_for(lambda r: len(r) >= len(want), timeout=300, settle=4)
         got = sorted(transition_key(t) for t in transitions_of(records))
         missing = sorted(set(want) - set(got))
         extra = sorted(set(got) - set(want))
@@ -130,7 +130,7 @@ def test_sigkill_and_restart_recovers_counts_and_alerts(
         worker.wait_ready()
         produce_batches(kafka_bootstrap, topic, first)
         fired = alerts.wait_for(
-            lambda r: any(t["kind"] == "firing" for t in transitions_of(r)), timeout=120
+            lambda r: any(t["kind"] == "firing" for t in transitions_of(r)), timeout=300
         )
         before = transitions_of(fired)
         assert any(t["kind"] == "firing" for t in before), worker.tail(30)
@@ -152,7 +152,7 @@ def test_sigkill_and_restart_recovers_counts_and_alerts(
         assert status["isps"]["gmail"]["attempts"] == status_before["isps"]["gmail"]["attempts"]
         produce_batches(kafka_bootstrap, topic, rest)
         produce_batches(kafka_bootstrap, topic, [closing_event(events)])
-        records = alerts.wait_for(lambda r: len(r) >= len(want), timeout=120, settle=4)
+        records = alerts.wait_for(lambda r: len(r) >= len(want), timeout=300, settle=4)
 
     published = transitions_of(records)
     # Re-announces none: every (fingerprint, sequence) once; forgets none: all expected.
@@ -173,7 +173,7 @@ def test_two_workers_split_the_keys_and_agree_with_one(
         # Both have joined one group: the partials partitions (and so the keys) are split.
         produce_batches(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], events)
         produce_batches(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], [closing_event(events)])
-        records = alerts.wait_for(lambda r: len(r) >= len(want), timeout=120, settle=4)
+        records = alerts.wait_for(lambda r: len(r) >= len(want), timeout=300, settle=4)
         keys_a = {k for k in _status(a)["isps"]}
         keys_b = {k for k in _status(b)["isps"]}
     assert sorted(transition_key(t) for t in transitions_of(records)) == want
