@@ -281,6 +281,10 @@ class Partial:
         )
 
 
+#: Distinct (ISP, source IP, sending domain, tenant) label sets whose keys a builder keeps.
+KEY_CACHE_SIZE = 4096
+
+
 class PartialBuilder:
     """Accumulates one ingest batch into partial counts per aggregation key.
 
@@ -295,13 +299,16 @@ class PartialBuilder:
         key_specs: Iterable[KeySpec] = (ISP_KEY_SPEC,),
         bucket_seconds: int = DEFAULT_BUCKET_SECONDS,
         reply_capacity: int = DEFAULT_CAPACITY,
+        key_cache: dict[tuple[str, str | None, str | None, str | None], list[str]] | None = None,
     ) -> None:
+        """``key_cache``: a dict to remember keys in, shared by builders of the same specs."""
         specs = set(key_specs) | {ISP_KEY_SPEC}
         self._extra_specs: list[KeySpec] = sorted(s for s in specs if s.dims)
         self._bucket = bucket_seconds
         self._capacity = reply_capacity
         self._partials: dict[str, Partial] = {}
         self._sources: dict[str, list[int]] = {}
+        self._keys = {} if key_cache is None else key_cache
 
     def __len__(self) -> int:
         return len(self._partials)
@@ -329,21 +336,35 @@ class PartialBuilder:
             if classification.category is not Category.DELIVERED and (text or code)
             else None
         )
-        self._add_to(make_key(isp), t, start, classification, code, enhanced, text, reply)
-        if self._extra_specs:
-            values = {"source_ip": source_ip, "sending_domain": sending_domain, "tenant": tenant}
-            for spec in self._extra_specs:
-                group: dict[str, str] = {}
-                for dim in spec.dims:
-                    value = values[dim]
-                    if not value:
-                        break
-                    group[dim] = value
-                else:
-                    key = make_key(isp, group)
-                    self._add_to(key, t, start, classification, code, enhanced, text, reply)
+        # Building key strings is a good part of the per-event cost, and there are few
+        # distinct ones: remember them by their parts (bounded, see _keys).
+        labels = (isp, source_ip, sending_domain, tenant)
+        keys = self._keys.get(labels)
+        if keys is None:
+            keys = self._keys_for(labels)
+        for key in keys:
+            self._add_to(key, t, start, classification, code, enhanced, text, reply)
         if partition is not None and offset is not None:
             self.note_offset(partition, offset)
+
+    def _keys_for(self, labels: tuple[str, str | None, str | None, str | None]) -> list[str]:
+        isp, *dims = labels
+        values = dict(zip(GROUP_DIMENSIONS, dims, strict=True))
+        keys = [make_key(isp)]
+        for spec in self._extra_specs:
+            group: dict[str, str] = {}
+            for dim in spec.dims:
+                value = values[dim]
+                if not value:
+                    break
+                group[dim] = value
+            else:
+                keys.append(make_key(isp, group))
+        if len(self._keys) >= KEY_CACHE_SIZE:
+            # Labels may come from anywhere (a source IP per event): never grow unbounded.
+            self._keys.clear()
+        self._keys[labels] = keys
+        return keys
 
     def note_offset(self, partition: str, offset: int) -> None:
         """Record that the batch covers ``offset`` of ``partition`` (even if it was skipped)."""

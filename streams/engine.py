@@ -39,6 +39,8 @@ class Engine:
         self.config = self.rules.aggregation_config()
         self.evaluator = Evaluator(self.rules, self.isp_name)
         self._specs = self.rules.key_specs()
+        # Every batch has a builder of its own; the keys they build are the same.
+        self._key_cache: dict[tuple[str, str | None, str | None, str | None], list[str]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -55,7 +57,12 @@ class Engine:
         return isp.name if isp is not None else key
 
     def builder(self) -> PartialBuilder:
-        return PartialBuilder(self._specs, self.config.bucket_seconds, self.config.reply_capacity)
+        return PartialBuilder(
+            self._specs,
+            self.config.bucket_seconds,
+            self.config.reply_capacity,
+            key_cache=self._key_cache,
+        )
 
 
 @dataclass
@@ -141,7 +148,7 @@ def read_message(
         classification = classify(reply.code, reply.enhanced, reply.text, event.status)
         isp: Isp = resolve(event.recipient_domain, event.mx_host)
         builder.add(
-            event.event_time,
+            t,
             isp.key,
             classification,
             code=reply.code,
