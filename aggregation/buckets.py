@@ -146,27 +146,29 @@ class Counts:
         text: str,
         reply_capacity: int = DEFAULT_CAPACITY,
         reply: str | None = None,
+        count: int = 1,
     ) -> None:
-        """Count one attempt; ``reply`` is its ``reply_key`` when the caller has it already."""
-        self.attempts += 1
+        """Count ``count`` equal attempts (one by default); ``reply`` is their ``reply_key``
+        when the caller has it already."""
+        self.attempts += count
         outcome = classification.outcome
         if outcome is Outcome.DELIVERED:
-            self.delivered += 1
+            self.delivered += count
         elif outcome is Outcome.DEFERRED:
-            self.deferred += 1
+            self.deferred += count
         else:
-            self.bounced += 1
+            self.bounced += count
         if classification.bounce_type is BounceType.SOFT:
-            self.soft += 1
+            self.soft += count
         elif classification.bounce_type is BounceType.HARD:
-            self.hard += 1
+            self.hard += count
         category = classification.category.value
-        self.categories[category] = self.categories.get(category, 0) + 1
+        self.categories[category] = self.categories.get(category, 0) + count
         if classification.category is not Category.DELIVERED and (text or code):
             topk = self.replies.get(category)
             if topk is None:
                 topk = self.replies[category] = TopK(reply_capacity)
-            topk.add(code, enhanced, text, classification.isp_code, key=reply)
+            topk.add(code, enhanced, text, classification.isp_code, count=count, key=reply)
 
     def merge(self, other: Counts, with_replies: bool = True) -> None:
         self.attempts += other.attempts
@@ -313,6 +315,10 @@ class PartialBuilder:
     def __len__(self) -> int:
         return len(self._partials)
 
+    @property
+    def reply_capacity(self) -> int:
+        return self._capacity
+
     def add(
         self,
         event_time: datetime | float,
@@ -327,15 +333,16 @@ class PartialBuilder:
         tenant: str | None = None,
         partition: str | None = None,
         offset: int | None = None,
+        count: int = 1,
+        reply: str | None = None,
     ) -> None:
+        """Count one event, or ``count`` equal ones (``event_time`` then the latest of them:
+        all in one bucket, with one reply). ``reply``: its ``reply_key`` if known already."""
         t = epoch_seconds(event_time)
         start = bucket_start(t, self._bucket)
         # Normalizing a reply text costs regex passes: once per event, not once per key.
-        reply = (
-            reply_key(code, enhanced, text)
-            if classification.category is not Category.DELIVERED and (text or code)
-            else None
-        )
+        if reply is None and classification.category is not Category.DELIVERED and (text or code):
+            reply = reply_key(code, enhanced, text)
         # Building key strings is a good part of the per-event cost, and there are few
         # distinct ones: remember them by their parts (bounded, see _keys).
         labels = (isp, source_ip, sending_domain, tenant)
@@ -343,7 +350,7 @@ class PartialBuilder:
         if keys is None:
             keys = self._keys_for(labels)
         for key in keys:
-            self._add_to(key, t, start, classification, code, enhanced, text, reply)
+            self._add_to(key, t, start, classification, code, enhanced, text, reply, count)
         if partition is not None and offset is not None:
             self.note_offset(partition, offset)
 
@@ -385,6 +392,7 @@ class PartialBuilder:
         enhanced: str | None,
         text: str,
         reply: str | None,
+        count: int = 1,
     ) -> None:
         partial = self._partials.get(key)
         if partial is None:
@@ -392,7 +400,7 @@ class PartialBuilder:
         counts = partial.buckets.get(start)
         if counts is None:
             counts = partial.buckets[start] = Counts()
-        counts.add(classification, code, enhanced, text, self._capacity, reply)
+        counts.add(classification, code, enhanced, text, self._capacity, reply, count)
         if partial.max_event_time is None or t > partial.max_event_time:
             partial.max_event_time = t
 

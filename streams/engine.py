@@ -7,12 +7,14 @@ between topics and tables.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aggregation.buckets import AggregationConfig, KeyBuckets, Partial, PartialBuilder
+from aggregation.topk import reply_key
 from alerts.evaluate import Evaluator
 from alerts.rules import RuleSet, load_default_rules, load_rules
 from alerts.state import AlertStateRecord
@@ -22,6 +24,10 @@ from delivery.isp import IspResolver, load_resolver
 from delivery.types import Isp
 from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
+from schemas.vocabulary import Category
+
+#: Distinct failure replies (code, enhanced code, text) whose reply keys an Engine keeps.
+REPLY_KEY_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -41,6 +47,7 @@ class Engine:
         self._specs = self.rules.key_specs()
         # Every batch has a builder of its own; the keys they build are the same.
         self._key_cache: dict[tuple[str, str | None, str | None, str | None], list[str]] = {}
+        self._reply_keys: dict[tuple[int | None, str | None, str], str] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -55,6 +62,18 @@ class Engine:
     def isp_name(self, key: str) -> str:
         isp = self.resolver.isps.get(key)
         return isp.name if isp is not None else key
+
+    def reply_key(self, code: int | None, enhanced: str | None, text: str) -> str:
+        """``aggregation.topk.reply_key``, remembered: failure texts repeat, and normalizing
+        one costs seven regex passes (bounded like the key cache: texts may carry ids)."""
+        parts = (code, enhanced, text)
+        key = self._reply_keys.get(parts)
+        if key is None:
+            key = reply_key(code, enhanced, text)
+            if len(self._reply_keys) >= REPLY_KEY_CACHE_SIZE:
+                self._reply_keys.clear()
+            self._reply_keys[parts] = key
+        return key
 
     def builder(self) -> PartialBuilder:
         return PartialBuilder(
@@ -123,6 +142,94 @@ class Progress:
         return min(t for t in sources.values() if t >= newest - self._lateness)
 
 
+#: One group of equal events: (bucket start, ISP key, source IP, sending domain, tenant,
+#: id of the classification, code, enhanced code, reply key or None, source format).
+GroupKey = tuple[
+    int, str, str | None, str | None, str | None, int, int | None, str | None, str | None, str
+]
+
+
+class EventGroups:
+    """The events of one flush, counted once per group of equal ones.
+
+    Events that would add the same thing to the same partials (same bucket, labels,
+    classification, codes and reply key) are counted together and fed to the
+    ``PartialBuilder`` once, with their number, at ``feed``. The partials are the same as
+    with one ``PartialBuilder.add`` per event: counts add up in any order, a partial's
+    ``max_event_time`` is the latest of each group's, and groups are fed in the order of
+    their first event, so each reply's sample (and codes) are those of its first event.
+    Only space-saving's eviction depends on the order of events; when some bucket of some
+    ISP saw more distinct replies of one category than a summary keeps, the events with a
+    reply are fed one by one in their order instead.
+    """
+
+    __slots__ = ("bucket_seconds", "groups", "replies")
+
+    def __init__(self, bucket_seconds: int) -> None:
+        self.bucket_seconds = bucket_seconds
+        #: Group key -> [events, latest event time, classification, first event's text].
+        self.groups: dict[GroupKey, list[Any]] = {}
+        #: Every event with a reply, in order: (group key, text, event time).
+        self.replies: list[tuple[GroupKey, str, float]] = []
+
+    def feed(self, builder: PartialBuilder, tally: BatchTally) -> None:
+        """Add every group to ``builder`` and count it in ``tally``; then empty."""
+        groups, replies = self.groups, self.replies
+        one_by_one = self._may_evict(builder.reply_capacity)
+        events = tally.events
+        for gk, (n, t, classification, text) in groups.items():
+            _, isp, source_ip, sending_domain, tenant, _, code, enhanced, reply, fmt = gk
+            events[(fmt, classification.outcome.value, isp)] += n
+            if reply is not None and one_by_one:
+                continue
+            builder.add(
+                t,
+                isp,
+                classification,
+                code=code,
+                enhanced=enhanced,
+                text=text,
+                source_ip=source_ip,
+                sending_domain=sending_domain,
+                tenant=tenant,
+                count=n,
+                reply=reply,
+            )
+        if one_by_one:
+            for gk, text, t in replies:
+                _, isp, source_ip, sending_domain, tenant, _, code, enhanced, reply, _ = gk
+                builder.add(
+                    t,
+                    isp,
+                    groups[gk][2],
+                    code=code,
+                    enhanced=enhanced,
+                    text=text,
+                    source_ip=source_ip,
+                    sending_domain=sending_domain,
+                    tenant=tenant,
+                    reply=reply,
+                )
+        self.groups = {}
+        self.replies = []
+
+    def _may_evict(self, capacity: int) -> bool:
+        """Whether a reply summary could overflow: more distinct replies in one (bucket, ISP,
+        category) than ``capacity`` (the ISP key sees the most of any key of its ISP)."""
+        if len(self.groups) <= capacity:
+            return False
+        seen: dict[tuple[int, str, str], set[str]] = {}
+        for gk, group in self.groups.items():
+            reply = gk[8]
+            if reply is None:
+                continue
+            distinct = seen.setdefault((gk[0], gk[1], group[2].category.value), set())
+            distinct.add(reply)
+            if len(distinct) > capacity:
+                return True
+        return False
+
+
 def read_message(
     engine: Engine,
     builder: PartialBuilder,
@@ -130,38 +237,67 @@ def read_message(
     partition: str,
     offset: int,
     tally: BatchTally,
+    groups: EventGroups,
 ) -> Decoded:
-    """Decode one Kafka message and add its events to the batch's partials."""
+    """Decode one Kafka message and count its events in ``groups`` (the batch's partials
+    once fed to ``builder``, see ``EventGroups``)."""
     decoded = decode_message(payload, engine.input_format)
-    classify = engine.classifier.classify
-    resolve = engine.resolver.resolve
-    progress = tally.progress
-    newest = progress.get(partition)
-    earliest = tally.earliest
-    for event in decoded.events:
-        t = event.event_time.timestamp()
-        if newest is None or t > newest:
-            newest = t
-        if earliest is None or t < earliest:
-            earliest = t
-        reply = event.reply
-        classification = classify(reply.code, reply.enhanced, reply.text, event.status)
-        isp: Isp = resolve(event.recipient_domain, event.mx_host)
-        builder.add(
-            t,
-            isp.key,
-            classification,
-            code=reply.code,
-            enhanced=reply.enhanced,
-            text=reply.text,
-            source_ip=event.source_ip,
-            sending_domain=event.sending_domain,
-            tenant=event.tenant,
-        )
-        tally.events[(event.source_format, classification.outcome.value, isp.key)] += 1
-    if newest is not None:
+    events = decoded.events
+    if events:
+        classify = engine.classifier.classify
+        resolve = engine.resolver.resolve
+        size = groups.bucket_seconds
+        floor = math.floor
+        counted = groups.groups
+        get = counted.get
+        replies = groups.replies
+        delivered = Category.DELIVERED
+        progress = tally.progress
+        newest = progress.get(partition, -math.inf)
+        earliest = tally.earliest
+        lowest = math.inf if earliest is None else earliest
+        for event in events:
+            t = event.event_time.timestamp()
+            if t > newest:
+                newest = t
+            if t < lowest:
+                lowest = t
+            reply = event.reply
+            code = reply.code
+            enhanced = reply.enhanced
+            text = reply.text
+            classification = classify(code, enhanced, text, event.status)
+            isp: Isp = resolve(event.recipient_domain, event.mx_host)
+            # The condition under which Counts.add keeps a reply (PartialBuilder.add's).
+            key = (
+                engine.reply_key(code, enhanced, text)
+                if classification.category is not delivered and (text or code)
+                else None
+            )
+            gk: GroupKey = (
+                floor(t / size) * size,
+                isp.key,
+                event.source_ip,
+                event.sending_domain,
+                event.tenant,
+                id(classification),
+                code,
+                enhanced,
+                key,
+                event.source_format,
+            )
+            group = get(gk)
+            if group is None:
+                # The classification is kept alive in the group, so its id stays unique.
+                counted[gk] = [1, t, classification, text]
+            else:
+                group[0] += 1
+                if t > group[1]:
+                    group[1] = t
+            if key is not None:
+                replies.append((gk, text, t))
         progress[partition] = newest
-    tally.earliest = earliest
+        tally.earliest = lowest
     builder.note_offset(partition, offset)
     tally.skipped += decoded.skipped
     return decoded
@@ -242,15 +378,19 @@ class IngestBatch:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._builder = engine.builder()
+        self._groups = EventGroups(engine.config.bucket_seconds)
         self._tally = BatchTally()
 
     def read(self, payload: bytes, source: str, offset: int) -> tuple[Decoded, Chunk | None]:
-        decoded = read_message(self._engine, self._builder, payload, source, offset, self._tally)
+        decoded = read_message(
+            self._engine, self._builder, payload, source, offset, self._tally, self._groups
+        )
         chunk = self.flush() if self._tally.span() > MAX_FLUSH_SPAN_SECONDS else None
         return decoded, chunk
 
     def flush(self) -> Chunk:
         tally, self._tally = self._tally, BatchTally()
+        self._groups.feed(self._builder, tally)
         return Chunk(self._builder.drain(), dict(tally.progress), tally)
 
 

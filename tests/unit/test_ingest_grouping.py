@@ -1,0 +1,228 @@
+"""Counting equal events once per flush (``EventGroups``) yields the very same partials.
+
+The reference is what ``read_message`` did before: one ``PartialBuilder.add`` per event, in
+order. Both ways read the scenarios in tests/data/scenarios (in file order, which is not
+event-time order for every file, and sorted), as single-event messages and in batches, and
+must give equal ``Partial.to_dict()`` output, metric tally and progress.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aggregation.buckets import Partial, PartialBuilder
+from alerts.rules import load_default_rules
+from delivery.adapters import decode_message
+from delivery.classify import default_classifier
+from delivery.isp import load_resolver
+from streams.engine import BatchTally, Engine, EventGroups, IngestBatch, read_message
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
+NAMES = sorted(p.name.removesuffix(".jsonl.gz") for p in SCENARIOS.glob("*.jsonl.gz"))
+
+
+def engine() -> Engine:
+    return Engine(
+        rules=load_default_rules(), classifier=default_classifier(), resolver=load_resolver(None)
+    )
+
+
+def events_of(name: str, ordered: bool) -> list[dict[str, Any]]:
+    with gzip.open(SCENARIOS / f"{name}.jsonl.gz", "rt", encoding="utf-8") as fh:
+        events = [json.loads(line) for line in fh]
+    if ordered:
+        events.sort(key=lambda e: datetime.fromisoformat(e["event_time"]))
+    return events
+
+
+def payloads(events: list[dict[str, Any]], per_message: int) -> list[bytes]:
+    if per_message == 1:
+        return [json.dumps(e).encode() for e in events]
+    return [
+        json.dumps(events[i : i + per_message]).encode() for i in range(0, len(events), per_message)
+    ]
+
+
+def per_event(
+    eng: Engine, builder: PartialBuilder, messages: list[bytes]
+) -> tuple[dict[str, Partial], BatchTally]:
+    """The former ``read_message``: every event added to the builder on its own."""
+    tally = BatchTally()
+    for offset, payload in enumerate(messages):
+        decoded = decode_message(payload, eng.input_format)
+        for event in decoded.events:
+            t = event.event_time.timestamp()
+            newest = tally.progress.get("in:0")
+            if newest is None or t > newest:
+                tally.progress["in:0"] = t
+            if tally.earliest is None or t < tally.earliest:
+                tally.earliest = t
+            reply = event.reply
+            classification = eng.classifier.classify(
+                reply.code, reply.enhanced, reply.text, event.status
+            )
+            isp = eng.resolver.resolve(event.recipient_domain, event.mx_host)
+            builder.add(
+                t,
+                isp.key,
+                classification,
+                code=reply.code,
+                enhanced=reply.enhanced,
+                text=reply.text,
+                source_ip=event.source_ip,
+                sending_domain=event.sending_domain,
+                tenant=event.tenant,
+            )
+            tally.events[(event.source_format, classification.outcome.value, isp.key)] += 1
+        builder.note_offset("in:0", offset)
+        tally.skipped += decoded.skipped
+    return builder.drain(), tally
+
+
+def grouped(
+    eng: Engine, builder: PartialBuilder, messages: list[bytes]
+) -> tuple[dict[str, Partial], BatchTally, int]:
+    tally = BatchTally()
+    groups = EventGroups(eng.config.bucket_seconds)
+    for offset, payload in enumerate(messages):
+        read_message(eng, builder, payload, "in:0", offset, tally, groups)
+    distinct = len(groups.groups)
+    groups.feed(builder, tally)
+    return builder.drain(), tally, distinct
+
+
+def as_dicts(partials: dict[str, Partial]) -> dict[str, Any]:
+    return {key: p.to_dict() for key, p in partials.items()}
+
+
+def top_entries(partials: dict[str, Partial]) -> dict[str, Any]:
+    """Reply entries with their order, which ``==`` on dicts would not compare."""
+    return {
+        key: {
+            start: {cat: list(topk.entries.items()) for cat, topk in c.replies.items()}
+            for start, c in p.buckets.items()
+        }
+        for key, p in partials.items()
+    }
+
+
+@pytest.mark.parametrize("per_message", [1, 100])
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("name", NAMES)
+def test_grouped_partials_equal_per_event_partials(
+    name: str, ordered: bool, per_message: int
+) -> None:
+    eng = engine()
+    messages = payloads(events_of(name, ordered), per_message)
+    want, want_tally = per_event(eng, eng.builder(), messages)
+    got, got_tally, distinct = grouped(eng, eng.builder(), messages)
+    assert as_dicts(got) == as_dicts(want)
+    assert top_entries(got) == top_entries(want)
+    assert got_tally.events == want_tally.events
+    assert got_tally.progress == want_tally.progress
+    assert got_tally.earliest == want_tally.earliest
+    assert got_tally.skipped == want_tally.skipped
+    assert distinct < sum(want_tally.events.values())
+
+
+@pytest.mark.parametrize("capacity", [1, 2, 3])
+@pytest.mark.parametrize("name", NAMES)
+def test_grouping_keeps_space_saving_order_when_a_summary_overflows(
+    name: str, capacity: int
+) -> None:
+    # With room for fewer replies than a bucket sees, eviction depends on event order:
+    # the events with a reply are then added one by one.
+    eng = engine()
+    messages = payloads(events_of(name, ordered=False), 100)
+
+    def builder() -> PartialBuilder:
+        return PartialBuilder(eng.rules.key_specs(), eng.config.bucket_seconds, capacity)
+
+    want, _ = per_event(eng, builder(), messages)
+    got, _, _ = grouped(eng, builder(), messages)
+    assert as_dicts(got) == as_dicts(want)
+    assert top_entries(got) == top_entries(want)
+
+
+def test_unique_delivered_texts_collapse_into_one_group() -> None:
+    eng = engine()
+    events = [
+        {
+            "event_time": f"2026-03-02T08:00:{i:02d}+00:00",
+            "recipient": f"user{i}@gmail.com",
+            "sending_domain": "mail.shop.example",
+            "source_ip": "192.0.2.10",
+            "reply": {"code": 250, "enhanced": "2.0.0", "text": f"OK {i}abcdef12 - gsmtp"},
+            "status": "delivered",
+        }
+        for i in range(50)
+    ]
+    messages = payloads(events, 100)
+    want, want_tally = per_event(eng, eng.builder(), messages)
+    got, got_tally, distinct = grouped(eng, eng.builder(), messages)
+    assert distinct == 1
+    assert as_dicts(got) == as_dicts(want)
+    assert (
+        got_tally.events
+        == want_tally.events
+        == Counter({("bouncewatch", "delivered", "gmail"): 50})
+    )
+
+
+def test_ingest_batch_feeds_its_groups_at_its_flush() -> None:
+    eng = engine()
+    # Four minutes of events: less than MAX_FLUSH_SPAN_SECONDS, so one flush at the end.
+    events = [e for e in events_of(NAMES[0], ordered=True) if e["event_time"] < "2026-03-02T08:04"]
+    messages = payloads(events, 1)
+    want, want_tally = per_event(eng, eng.builder(), messages)
+    reader = IngestBatch(eng)
+    for offset, payload in enumerate(messages):
+        _, chunk = reader.read(payload, "in:0", offset)
+        assert chunk is None
+    chunk = reader.flush()
+    assert as_dicts(chunk.partials) == as_dicts(want)
+    assert chunk.tally.events == want_tally.events
+    assert chunk.progress == want_tally.progress
+    assert reader.flush().partials == {}
+
+
+def test_eviction_order_is_kept() -> None:
+    # Capacity 2 and replies A B C A A: one by one, C evicts A and A then evicts B
+    # (A 3 with error 1); counted per group first, A would never be evicted (error 0).
+    eng = engine()
+    texts = ["try later alpha", "try later beta", "try later gamma"]
+    events = [
+        {
+            "event_time": f"2026-03-02T08:00:{i:02d}+00:00",
+            "recipient": f"user{i}@gmail.com",
+            "sending_domain": "mail.shop.example",
+            "source_ip": "192.0.2.10",
+            "reply": {"code": 421, "enhanced": "4.7.0", "text": texts[which]},
+            "status": "deferred",
+        }
+        for i, which in enumerate([0, 1, 2, 0, 0])
+    ]
+    messages = payloads(events, 100)
+
+    def builder() -> PartialBuilder:
+        return PartialBuilder(eng.rules.key_specs(), eng.config.bucket_seconds, 2)
+
+    want, _ = per_event(eng, builder(), messages)
+    got, _, _ = grouped(eng, builder(), messages)
+    assert as_dicts(got) == as_dicts(want)
+    assert top_entries(got) == top_entries(want)
+    errors = [
+        entry.error
+        for p in want.values()
+        for c in p.buckets.values()
+        for topk in c.replies.values()
+        for entry in topk.entries.values()
+    ]
+    assert errors and all(errors)
