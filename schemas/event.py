@@ -14,6 +14,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from schemas.vocabulary import SourceStatus
 
+#: Values already validated: validation runs per event, and these values recur constantly.
+#: Bounded, since a stream of one-off domains must not grow it without end.
+_VALID_DOMAINS: set[str] = set()
+_VALID_ENHANCED: set[str] = set()
+_VALID_DOMAINS_MAX = 65_536
+
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _DOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?)*\.?$"
@@ -38,10 +44,14 @@ class SmtpReply(BaseModel):
     def _enhanced_form(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
+        if value in _VALID_ENHANCED:
+            return value
         if not _ENHANCED.match(value):
             raise ValueError(
                 f"not an RFC 3463 enhanced status code (class.subject.detail): {value!r}"
             )
+        if len(_VALID_ENHANCED) < _VALID_DOMAINS_MAX:
+            _VALID_ENHANCED.add(value)
         return value
 
 
@@ -72,9 +82,15 @@ class DeliveryEvent(BaseModel):
     @field_validator("recipient")
     @classmethod
     def _recipient_has_domain(cls, value: str) -> str:
-        domain = value.rpartition("@")[2].lower().rstrip(".")
-        if not _DOMAIN.match(domain) or "." not in domain:
+        domain = value.rpartition("@")[2]
+        if domain in _VALID_DOMAINS:  # the same few thousand domains recur in every batch
+            return value
+        normal = domain.lower().rstrip(".")
+        if not _DOMAIN.match(normal) or "." not in normal:
             raise ValueError(f"recipient has no valid domain: {value!r}")
+        if len(_VALID_DOMAINS) >= _VALID_DOMAINS_MAX:
+            _VALID_DOMAINS.clear()
+        _VALID_DOMAINS.add(domain)
         return value
 
     @property
