@@ -164,7 +164,7 @@ class Counts:
             self.hard += count
         category = classification.category.value
         self.categories[category] = self.categories.get(category, 0) + count
-        if classification.category is not Category.DELIVERED and (text or code):
+        if keeps_reply(classification, code, text):
             topk = self.replies.get(category)
             if topk is None:
                 topk = self.replies[category] = TopK(reply_capacity)
@@ -224,6 +224,11 @@ class Counts:
 
 
 # --------------------------------------------------------------------------- time
+
+
+def keeps_reply(classification: Classification, code: int | None, text: str) -> bool:
+    """Whether an attempt's reply goes into the top replies: failures that say something."""
+    return classification.category is not Category.DELIVERED and bool(text or code)
 
 
 def epoch_seconds(value: datetime | float) -> float:
@@ -341,7 +346,7 @@ class PartialBuilder:
         t = epoch_seconds(event_time)
         start = bucket_start(t, self._bucket)
         # Normalizing a reply text costs regex passes: once per event, not once per key.
-        if reply is None and classification.category is not Category.DELIVERED and (text or code):
+        if reply is None and keeps_reply(classification, code, text):
             reply = reply_key(code, enhanced, text)
         # Building key strings is a good part of the per-event cost, and there are few
         # distinct ones: remember them by their parts (bounded, see _keys).

@@ -13,7 +13,13 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregation.buckets import AggregationConfig, KeyBuckets, Partial, PartialBuilder
+from aggregation.buckets import (
+    AggregationConfig,
+    KeyBuckets,
+    Partial,
+    PartialBuilder,
+    keeps_reply,
+)
 from aggregation.topk import reply_key
 from alerts.evaluate import Evaluator
 from alerts.rules import RuleSet, load_default_rules, load_rules
@@ -21,10 +27,9 @@ from alerts.state import AlertStateRecord
 from delivery.adapters import Decoded, decode_message
 from delivery.classify import ReplyClassifier, default_classifier
 from delivery.isp import IspResolver, load_resolver
-from delivery.types import Isp
+from delivery.types import Classification, Isp
 from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
-from schemas.vocabulary import Category
 
 #: Distinct failure replies (code, enhanced code, text) whose reply keys an Engine keeps.
 REPLY_KEY_CACHE_SIZE = 4096
@@ -177,11 +182,9 @@ class EventGroups:
         groups, replies = self.groups, self.replies
         one_by_one = self._may_evict(builder.reply_capacity)
         events = tally.events
-        for gk, (n, t, classification, text) in groups.items():
-            _, isp, source_ip, sending_domain, tenant, _, code, enhanced, reply, fmt = gk
-            events[(fmt, classification.outcome.value, isp)] += n
-            if reply is not None and one_by_one:
-                continue
+
+        def add(gk: GroupKey, classification: Classification, text: str, t: float, n: int) -> None:
+            _, isp, source_ip, sending_domain, tenant, _, code, enhanced, reply, _ = gk
             builder.add(
                 t,
                 isp,
@@ -195,21 +198,16 @@ class EventGroups:
                 count=n,
                 reply=reply,
             )
+
+        for gk, (n, t, classification, text) in groups.items():
+            isp, reply, fmt = gk[1], gk[8], gk[9]
+            events[(fmt, classification.outcome.value, isp)] += n
+            # With eviction possible, replies go one by one in their order (below).
+            if reply is None or not one_by_one:
+                add(gk, classification, text, t, n)
         if one_by_one:
             for gk, text, t in replies:
-                _, isp, source_ip, sending_domain, tenant, _, code, enhanced, reply, _ = gk
-                builder.add(
-                    t,
-                    isp,
-                    groups[gk][2],
-                    code=code,
-                    enhanced=enhanced,
-                    text=text,
-                    source_ip=source_ip,
-                    sending_domain=sending_domain,
-                    tenant=tenant,
-                    reply=reply,
-                )
+                add(gk, groups[gk][2], text, t, 1)
         self.groups = {}
         self.replies = []
 
@@ -251,7 +249,6 @@ def read_message(
         counted = groups.groups
         get = counted.get
         replies = groups.replies
-        delivered = Category.DELIVERED
         progress = tally.progress
         newest = progress.get(partition, -math.inf)
         earliest = tally.earliest
@@ -268,10 +265,9 @@ def read_message(
             text = reply.text
             classification = classify(code, enhanced, text, event.status)
             isp: Isp = resolve(event.recipient_domain, event.mx_host)
-            # The condition under which Counts.add keeps a reply (PartialBuilder.add's).
             key = (
                 engine.reply_key(code, enhanced, text)
-                if classification.category is not delivered and (text or code)
+                if keeps_reply(classification, code, text)
                 else None
             )
             gk: GroupKey = (
