@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import re
 import statistics
@@ -49,6 +47,10 @@ from bouncewatch.commands.worker import _tune_gc  # noqa: E402
 from delivery.adapters import decode_message  # noqa: E402
 from delivery.classify import ReplyClassifier, default_classifier, normalize_text  # noqa: E402
 from delivery.pipeline import EventReader  # noqa: E402
+from tests.support.reply_ids import gmail_id, microsoft_trailer, pick  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench.machine import describe  # noqa: E402
 
 SAMPLES = ROOT / "tests" / "data" / "reply_samples.yaml"
 FORMATS = ROOT / "tests" / "data" / "formats"
@@ -58,45 +60,22 @@ _ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _GMAIL_ID = re.compile(r"[0-9a-f]{13}-[0-9a-f]{10,11}si\d+[a-z]{3}\.\d+|[0-9a-f-]+si\d+\.\d+")
 
 
-def _pick(alphabet: str, n: int) -> str:
-    return "".join(_RNG.choice(alphabet) for _ in range(n))
-
-
-def gmail_id() -> str:
-    """Gmail's per-message id before "- gsmtp": "a1si123456qkb.123" or the long form."""
-    if _RNG.random() < 0.5:
-        head = _pick(string.ascii_lowercase, 1) + _pick(string.digits, 1)
-    else:
-        head = _pick("0123456789abcdef", 13) + "-" + _pick("0123456789abcdef", 11)
-    tail = _pick(string.ascii_lowercase, 3) + "." + str(_RNG.randint(1, 999))
-    return f"{head}si{_pick(string.digits, _RNG.randint(6, 9))}{tail}"
-
-
-def microsoft_trailer() -> str:
-    """Exchange Online's "[front-end host, time, message id]" at the end of a reply."""
-    host = f"{_pick(string.ascii_uppercase, 2)}{_RNG.randint(1, 9)}PR{_RNG.randint(10, 99)}MB"
-    host += f"{_RNG.randint(1000, 9999)}.namprd{_RNG.randint(10, 99)}.prod.outlook.com"
-    stamp = f"2026-11-24T{_RNG.randint(0, 23):02d}:{_RNG.randint(0, 59):02d}:"
-    stamp += f"{_RNG.randint(0, 59):02d}.{_RNG.randint(0, 999):03d}Z"
-    return f"[{host} {stamp} {_pick('0123456789ABCDEF', 16)}]"
-
-
 def delivered_text(recipient: str) -> str:
     """A 250 reply with its per-message id, in the forms the big receivers use."""
     kind = _RNG.randrange(4)
     if kind == 0:
-        return f"250 2.0.0 OK  {_RNG.randint(10**9, 2 * 10**9)} {gmail_id()} - gsmtp"
+        return f"250 2.0.0 OK  {_RNG.randint(10**9, 2 * 10**9)} {gmail_id(_RNG)} - gsmtp"
     if kind == 1:
         return (
-            f"250 2.6.0 <{_pick(string.digits, 14)}.{_pick(string.ascii_uppercase, 6)}"
-            f"@mail.shop.example> [InternalId={_pick(string.digits, 12)}, Hostname="
-            f"{microsoft_trailer()[1:].split()[0]}] Queued mail for delivery"
+            f"250 2.6.0 <{pick(_RNG, string.digits, 14)}.{pick(_RNG, string.ascii_uppercase, 6)}"
+            f"@mail.shop.example> [InternalId={pick(_RNG, string.digits, 12)}, Hostname="
+            f"{microsoft_trailer(_RNG)[1:].split()[0]}] Queued mail for delivery"
         )
     if kind == 2:
         return (
             f"250 ok {_RNG.randint(10**9, 2 * 10**9)} qp {_RNG.randint(1000, 99999)} <{recipient}>"
         )
-    queue_id = _pick(string.digits, 1) + _pick(string.ascii_letters + string.digits, 12)
+    queue_id = pick(_RNG, string.digits, 1) + pick(_RNG, string.ascii_letters + string.digits, 12)
     return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
@@ -106,27 +85,12 @@ def failure_text(isp: str, text: str, recipient: str, source_ip: str) -> str:
     text = _ADDRESS.sub(recipient, text)
     if text.rstrip().endswith("- gsmtp"):
         if _GMAIL_ID.search(text):
-            text = _GMAIL_ID.sub(gmail_id(), text)
+            text = _GMAIL_ID.sub(gmail_id(_RNG), text)
         else:
-            text = text.rstrip()[: -len("- gsmtp")] + f"{gmail_id()} - gsmtp"
+            text = text.rstrip()[: -len("- gsmtp")] + f"{gmail_id(_RNG)} - gsmtp"
     elif isp == "microsoft" and "outlook.com]" not in text:
-        text = f"{text} {microsoft_trailer()}"
+        text = f"{text} {microsoft_trailer(_RNG)}"
     return text
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"nproc={os.cpu_count()} cpu={model!r} python={platform.python_version()} "
-        f"({platform.python_implementation()})"
-    )
 
 
 def isp_domains() -> dict[str, str]:
@@ -344,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--delivered", type=float, default=0.85, help="share of 250 replies (default 0.85)"
     )
     args = parser.parse_args(argv)
-    print(machine())
+    print(describe())
     print("gc tuned as the worker: bouncewatch.commands.worker._tune_gc()")
     print(f"median of {args.repeat} runs after one warm-up; delivered share {args.delivered}")
     template = json.loads((FORMATS / "kumomta" / "bounce.json").read_text("utf-8"))

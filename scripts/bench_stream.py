@@ -41,7 +41,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import pstats
 import shutil
 import statistics
@@ -62,6 +61,7 @@ for entry in (str(ROOT), str(SCRIPTS)):
         sys.path.insert(0, entry)
 
 from bench import traffic  # noqa: E402
+from bench.machine import describe  # noqa: E402
 from kafka_broker import KafkaBroker  # noqa: E402
 
 from tests.support.worker import WorkerProcess  # noqa: E402
@@ -135,21 +135,6 @@ class ChildProcess(WorkerProcess):
 
 
 # ---- output -----------------------------------------------------------------------------
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"nproc={os.cpu_count()} cpu={model!r} python={platform.python_version()} "
-        f"load(1m,5m,15m)={', '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
 
 
 CODE_PACKAGES = ("bouncewatch", "streams", "aggregation", "alerts", "delivery", "schemas")
@@ -538,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # A fresh topic's first produce may meet NotLeaderForPartition; aiokafka retries it.
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    say(machine())
+    say(describe(load=True))
     say(
         f"bare Faust agent mode: {args.faust_mode}; progress polled every {SLOW_POLL}s,"
         f" every {args.poll}s from 90% done"

@@ -24,6 +24,7 @@ from delivery.classify import ReplyClassifier, default_classifier, load_classifi
 from delivery.rules_table import required_literals
 from delivery.types import Classification
 from schemas.vocabulary import SourceStatus
+from tests.support.reply_ids import gmail_id, microsoft_trailer, pick
 
 SAMPLES_FILE = Path(__file__).resolve().parent.parent / "data" / "reply_samples.yaml"
 SAMPLES: list[dict[str, Any]] = yaml.safe_load(SAMPLES_FILE.read_text("utf-8"))["samples"]
@@ -35,39 +36,16 @@ _RNG = random.Random(20261124)
 _ALNUM = string.ascii_letters + string.digits
 
 
-def _pick(alphabet: str, n: int) -> str:
-    return "".join(_RNG.choice(alphabet) for _ in range(n))
-
-
-def gmail_id() -> str:
-    # "a1si123456qkb.123" and "d2e1a72fcca58-6f0a1b2c3d4si1234567pfb.123"
-    if _RNG.random() < 0.5:
-        head = _pick(string.ascii_lowercase, 1) + _pick(string.digits, 1)
-    else:
-        head = _pick("0123456789abcdef", 13) + "-" + _pick("0123456789abcdef", 11)
-    tail = _pick(string.ascii_lowercase, 3) + "." + str(_RNG.randint(1, 999))
-    return f"{head}si{_pick(string.digits, _RNG.randint(6, 9))}{tail}"
-
-
-def microsoft_trailer() -> str:
-    host = f"{_pick(string.ascii_uppercase, 2)}{_RNG.randint(1, 9)}PR{_RNG.randint(10, 99)}MB"
-    host += f"{_RNG.randint(1000, 9999)}.namprd{_RNG.randint(10, 99)}.prod.outlook.com"
-    stamp = f"2026-{_RNG.randint(1, 12):02d}-{_RNG.randint(1, 28):02d}T"
-    stamp += f"{_RNG.randint(0, 23):02d}:{_RNG.randint(0, 59):02d}:{_RNG.randint(0, 59):02d}."
-    stamp += f"{_RNG.randint(0, 999):03d}Z"
-    return f"[{host} {stamp} {_pick('0123456789ABCDEF', 16)}]"
-
-
 def ipv4() -> str:
     return ".".join(str(_RNG.randint(1, 223 if i == 0 else 254)) for i in range(4))
 
 
 def queue_id() -> str:
-    return _pick(string.digits, 1) + _pick(_ALNUM, 12)
+    return pick(_RNG, string.digits, 1) + pick(_RNG, _ALNUM, 12)
 
 
 def address() -> str:
-    return f"<{_pick(string.ascii_lowercase, 5)}.{_RNG.randint(1, 99999)}@example.com>"
+    return f"<{pick(_RNG, string.ascii_lowercase, 5)}.{_RNG.randint(1, 99999)}@example.com>"
 
 
 def _sample(isp: str, fragment: str) -> dict[str, Any]:
@@ -81,26 +59,29 @@ def _sample(isp: str, fragment: str) -> dict[str, Any]:
 VARIANTS: list[tuple[dict[str, Any], Callable[[str], str]]] = [
     (
         _sample("gmail", "tried to reach does not exist"),
-        lambda t: t.replace(" - gsmtp", f" {gmail_id()} - gsmtp"),
+        lambda t: t.replace(" - gsmtp", f" {gmail_id(_RNG)} - gsmtp"),
     ),
     (
         _sample("gmail", "likely unsolicited mail"),
-        lambda t: t.replace("a1b2c3d4e5f6a-1234567890si123.45", gmail_id()),
+        lambda t: t.replace("a1b2c3d4e5f6a-1234567890si123.45", gmail_id(_RNG)),
     ),
     (
         _sample("gmail", "unusual rate of\n"),
-        lambda t: t.replace("d2e1a72fcca58-6f0a1b2c3d4si1234567pfb.123", gmail_id()).replace(
+        lambda t: t.replace("d2e1a72fcca58-6f0a1b2c3d4si1234567pfb.123", gmail_id(_RNG)).replace(
             "192.0.2.10", ipv4()
         ),
     ),
-    (_sample("microsoft", "5.7.606"), lambda t: f"{t} {microsoft_trailer()}"),
+    (_sample("microsoft", "5.7.606"), lambda t: f"{t} {microsoft_trailer(_RNG)}"),
     (
         _sample("microsoft", "Server busy"),
         lambda t: t.replace("192.0.2.77", ipv4()).replace(
             "BN8NAM12FT031.eop-nam12", f"BN{_RNG.randint(1, 9)}NAM12FT0{_RNG.randint(10, 99)}.eop"
         ),
     ),
-    (_sample("microsoft", "RecipientNotFound"), lambda t: t.replace("someone", _pick("abcxyz", 8))),
+    (
+        _sample("microsoft", "RecipientNotFound"),
+        lambda t: t.replace("someone", pick(_RNG, "abcxyz", 8)),
+    ),
     (_sample("yahoo", "[TSS04]"), lambda t: t.replace("192.0.2.12", ipv4())),
     (_sample("yahoo", "[BL21]"), lambda t: t.replace("192.0.2.12", ipv4())),
     (_sample("comcast", "BL000001"), lambda t: t.replace("192.0.2", ipv4().rsplit(".", 1)[0])),
