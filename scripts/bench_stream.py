@@ -4,11 +4,16 @@
         [--bootstrap HOST:PORT] [--profile DIR]
 
 Starts a real Apache Kafka broker (``scripts/kafka_broker.py``; or uses ``--bootstrap``),
-creates two input topics and fills them with the same ``--events`` realistic events
-(``bench/traffic.py``): one topic with one event per message, one with JSON arrays of
-``--batch`` (100) events per message. Then, one process at a time so that they never share
-the two cores, each contender reads each topic from the beginning with a fresh consumer
-group:
+creates two input topics and fills them with realistic events (``bench/traffic.py``): one
+topic with ``--events`` (100,000) events, one per message, and one with ``--batch-events``
+(1,000,000) events in JSON arrays of ``--batch`` (100) per message. The batched topic is
+larger because it is read ten times faster: each contender should spend seconds on it, not
+the fraction of a second in which start-up latencies (Faust's one-second batch window, the
+hop through the partials topic) would decide the figure. Both topics have the same density
+of event time (``--span``, 120 s per 100,000 events: about 70 million events a day, a
+large sender), so each event carries the same share of rule evaluation. Then, one process
+at a time so that they never share the two cores, each contender reads each topic from
+the beginning with a fresh consumer group:
 
 - ``worker``: ``bouncewatch worker`` itself (decode, classify, resolve, partials, the
   aggregate table, rule evaluation on its ticks); done when ``bouncewatch_messages_total``
@@ -21,9 +26,10 @@ group:
 The clock runs from the moment a contender can consume (the Faust ones: ``/readyz`` answers
 200, i.e. group joined and tables recovered; aiokafka: its partitions are assigned) to the
 moment it has processed every message; start-up is excluded, so the figure is the sustained
-rate. The Faust contenders are polled on their web port, every 0.5 s and every ``--poll``
-seconds from 90% done (a worker scrape renders ~300 samples: polling it fast throughout
-would cost it a few percent). Every round runs every contender on both shapes, rounds interleave so
+rate. The Faust contenders are polled on their web port, about twice per predicted time
+left, at most every 2 s and at least every ``--poll`` s (``next_poll``): a worker scrape
+costs it a few milliseconds of CPU, which polling every 0.1 s would add to its figure.
+Every round runs every contender on both shapes, rounds interleave so
 that a change in machine load hits all of them alike, and the table reports the median
 over ``--repeat`` rounds, the CPU time each process spent per event, and the 1-minute load
 average when each run started.
@@ -69,8 +75,8 @@ from tests.support.worker import WorkerProcess  # noqa: E402
 CONTENDERS = ("worker", "faust-bare", "aiokafka-bare")
 SHAPES = ("single", "batch")
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-#: Seconds between progress polls until a contender is 90% done (then ``--poll``).
-SLOW_POLL = 0.5
+#: Most seconds between progress polls (see ``next_poll``).
+SLOW_POLL = 2.0
 
 
 def child_path(code: Path) -> str:
@@ -215,6 +221,18 @@ def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **ma
 # ---- contenders -------------------------------------------------------------------------
 
 
+def next_poll(share: float, elapsed: float, poll: float) -> float:
+    """Seconds to the next progress poll: about half the predicted time left, between
+    ``poll`` and ``SLOW_POLL``. A worker scrape costs it ~5 ms of CPU, so a long run is
+    polled a few dozen times, not every ``poll`` seconds; the end is still seen within
+    ``poll`` seconds, since the last stretch (share 0.99: waiting for the partials) is
+    polled every ``poll``."""
+    if share <= 0.0 or share >= 0.99:
+        return poll if share >= 0.99 else min(SLOW_POLL, max(poll, elapsed))
+    left = elapsed * (1.0 - share) / share
+    return min(SLOW_POLL, max(poll, left / 2))
+
+
 def await_done(
     child: ChildProcess, done: Callable[[], float], timeout: float, poll: float
 ) -> tuple[float, float, float, float]:
@@ -244,8 +262,7 @@ def await_done(
             raise RuntimeError(f"{child.name} exited:\n{child.tail()}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{child.name} not done after {timeout}s:\n{child.tail()}")
-        # A scrape costs the worker CPU (~300 samples): poll slowly until close to the end.
-        time.sleep(poll if share >= 0.9 else max(poll, SLOW_POLL))
+        time.sleep(next_poll(share, time.monotonic() - t_ready, poll))
     return t_ready, time.monotonic(), cpu_ready, child.cpu_seconds()
 
 
@@ -314,6 +331,7 @@ def run_faust(inp: Input, env: dict[str, str], workdir: Path, args: argparse.Nam
         {
             **env,
             "BENCH_FAUST_MODE": args.faust_mode,
+            "BENCH_FAUST_OVERRIDES": os.environ.get("BENCH_FAUST_OVERRIDES", "{}"),
             "BENCH_EXPECT_MESSAGES": str(inp.messages),
         },
         workdir,
@@ -376,26 +394,32 @@ def run_aiokafka(inp: Input, bootstrap: str, group: str, args: argparse.Namespac
 
 def prepare(bootstrap: str, prefix: str, args: argparse.Namespace) -> list[Input]:
     started = time.monotonic()
-    events = traffic.events(args.events, span=args.span)
-    payloads = {"single": traffic.singles(events), "batch": traffic.batches(events, args.batch)}
+    inputs: list[Input] = []
 
-    async def fill() -> None:
-        for shape, messages in payloads.items():
-            topic = f"{prefix}-input-{shape}"
-            await traffic.create_topic(bootstrap, topic, args.partitions)
-            await traffic.fill(bootstrap, topic, messages, args.partitions)
+    async def fill(topic: str, payloads: list[bytes]) -> None:
+        await traffic.create_topic(bootstrap, topic, args.partitions)
+        await traffic.fill(bootstrap, topic, payloads, args.partitions)
 
-    asyncio.run(fill())
-    inputs = [
-        Input(shape, f"{prefix}-input-{shape}", len(payloads[shape]), len(events))
-        for shape in SHAPES
-    ]
-    for inp in inputs:
-        size = sum(map(len, payloads[inp.shape])) / inp.messages
+    for shape in args.shapes:
+        count = args.events if shape == "single" else args.batch_events
+        # Same event-time density in both topics: events per second of event time decide how
+        # many bucket boundaries (rule evaluations) each event carries.
+        span = args.span * count / args.events
+        events = traffic.events(count, span=span)
+        payloads = (
+            traffic.singles(events) if shape == "single" else traffic.batches(events, args.batch)
+        )
+        topic = f"{prefix}-input-{shape}"
+        asyncio.run(fill(topic, payloads))
+        inp = Input(shape, topic, len(payloads), len(events))
+        inputs.append(inp)
+        size = sum(map(len, payloads)) / inp.messages
         say(
             f"  {inp.topic}: {inp.messages:,} messages x {inp.events // inp.messages} event(s),"
-            f" {size:,.0f} bytes/message, {args.partitions} partitions"
+            f" {size:,.0f} bytes/message, {args.partitions} partitions,"
+            f" {span:,.0f}s of event time"
         )
+        del events, payloads
     say(f"  generated and filled in {time.monotonic() - started:.1f}s")
     return inputs
 
@@ -403,7 +427,7 @@ def prepare(bootstrap: str, prefix: str, args: argparse.Namespace) -> list[Input
 def measure(bootstrap: str, args: argparse.Namespace) -> list[Run]:
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     say(f"code (copied now, every contender runs this copy): {code_state()}")
-    say(f"filling topics on {bootstrap} with {args.events:,} events ...")
+    say(f"filling topics on {bootstrap} ...")
     inputs = prepare(bootstrap, prefix, args)
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
@@ -503,11 +527,20 @@ def profile(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--events", type=int, default=100_000, help="events per input topic")
     parser.add_argument(
-        "--span", type=float, default=3600.0, help="event-time seconds the events cover"
+        "--events", type=int, default=100_000, help="events in the single-event topic"
+    )
+    parser.add_argument(
+        "--span",
+        type=float,
+        default=120.0,
+        help="event-time seconds --events cover (the batched topic keeps the same density)",
     )
     parser.add_argument("--batch", type=int, default=100, help="events per batched message")
+    parser.add_argument(
+        "--batch-events", type=int, default=1_000_000, help="events in the batched topic"
+    )
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
     parser.add_argument("--repeat", type=int, default=3, help="rounds (medians reported)")
     parser.add_argument("--partitions", type=int, default=8, help="partitions per topic")
     parser.add_argument("--bootstrap", help="an existing broker (default: start one)")
@@ -525,8 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     say(describe(load=True))
     say(
-        f"bare Faust agent mode: {args.faust_mode}; progress polled every {SLOW_POLL}s,"
-        f" every {args.poll}s from 90% done"
+        f"bare Faust agent mode: {args.faust_mode}; progress polled every {args.poll}s"
+        f" to {SLOW_POLL}s (about twice per predicted time left)"
     )
     if args.bootstrap:
         runs = measure(args.bootstrap, args)

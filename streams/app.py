@@ -80,3 +80,23 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         producer_linger=0.01,
         **overrides,
     )
+
+
+def create_worker(app: faust.App, settings: Settings) -> faust.Worker:
+    """The Faust worker that runs ``app``, logging as the settings say.
+
+    Faust's worker draws a terminal spinner, and to feed it, at WARNING and above it sets the
+    root logger to DEBUG: every debug call in Faust and aiokafka (one per message produced)
+    then builds a LogRecord that the handlers drop. No terminal watches a worker, so the
+    spinner goes and the root logger keeps the configured level.
+    """
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        logging_config=dict(app.conf.logging_config),
+        # The console port is a debugging backdoor; never open it.
+        console_port=0,
+        redirect_stdouts=False,
+    )
+    worker.spinner = None
+    return worker

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from aggregation.buckets import (
+    GROUP_DIMENSIONS,
     AggregationConfig,
     KeyBuckets,
     Partial,
@@ -27,12 +29,15 @@ from alerts.state import AlertStateRecord
 from delivery.adapters import Decoded, decode_message
 from delivery.classify import ReplyClassifier, default_classifier
 from delivery.isp import IspResolver, load_resolver
-from delivery.types import Classification, Isp
+from delivery.types import Classification
 from schemas.alert import AlertState, AlertTransition
+from schemas.event import DeliveryEvent
 from schemas.settings import Settings
 
 #: Distinct failure replies (code, enhanced code, text) whose reply keys an Engine keeps.
 REPLY_KEY_CACHE_SIZE = 4096
+#: Distinct recipient domains (and label sets) whose ISP keys (and values) an Engine keeps.
+ISP_KEY_CACHE_SIZE = 65_536
 
 
 @dataclass
@@ -53,6 +58,14 @@ class Engine:
         # Every batch has a builder of its own; the keys they build are the same.
         self._key_cache: dict[tuple[str, str | None, str | None, str | None], list[str]] = {}
         self._reply_keys: dict[tuple[int | None, str | None, str], str] = {}
+        #: ISP key by recipient domain as written (events without an MX host): resolving
+        #: normalizes the domain first, a dict lookup of the raw one is what recurs.
+        self.isp_keys: dict[str, str] = {}
+        self.delivered = self.classifier.classify(250, None, "", None)
+        self.label_dims = tuple(
+            d for d in GROUP_DIMENSIONS if any(d in spec.dims for spec in self._specs)
+        )
+        self._label_values: dict[Labels, tuple[str | None, str | None, str | None]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -67,6 +80,33 @@ class Engine:
     def isp_name(self, key: str) -> str:
         isp = self.resolver.isps.get(key)
         return isp.name if isp is not None else key
+
+    def isp_key(self, event: DeliveryEvent) -> str:
+        """The key of the ISP that received ``event`` (remembered when it has no MX host)."""
+        key = self.resolver.resolve(event.recipient_domain, event.mx_host).key
+        if event.mx_host is None:
+            if len(self.isp_keys) >= ISP_KEY_CACHE_SIZE:
+                self.isp_keys.clear()
+            self.isp_keys[event.recipient.rpartition("@")[2]] = key
+        return key
+
+    def labels_getter(self) -> Callable[[DeliveryEvent], Labels]:
+        """A function giving an event's labels (see ``Labels``), as fast as Python gets."""
+        if not self.label_dims:
+            return lambda event: None
+        return attrgetter(*self.label_dims)
+
+    def label_values(self, labels: Labels) -> tuple[str | None, str | None, str | None]:
+        """(source IP, sending domain, tenant) of ``labels``, None where no rule reads it."""
+        values = self._label_values.get(labels)
+        if values is None:
+            given = labels if len(self.label_dims) > 1 else (labels,)
+            named = dict(zip(self.label_dims, given, strict=True)) if self.label_dims else {}
+            values = (named.get("source_ip"), named.get("sending_domain"), named.get("tenant"))
+            if len(self._label_values) >= ISP_KEY_CACHE_SIZE:
+                self._label_values.clear()
+            self._label_values[labels] = values
+        return values
 
     def reply_key(self, code: int | None, enhanced: str | None, text: str) -> str:
         """``aggregation.topk.reply_key``, remembered: failure texts repeat, and normalizing
@@ -147,17 +187,18 @@ class Progress:
         return min(t for t in sources.values() if t >= newest - self._lateness)
 
 
-#: One group of equal events: (bucket start, ISP key, source IP, sending domain, tenant,
-#: id of the classification, code, enhanced code, reply key or None, source format).
-GroupKey = tuple[
-    int, str, str | None, str | None, str | None, int, int | None, str | None, str | None, str
-]
+#: The dimensions an event is labelled with, as far as the rules group by them: one value or
+#: a tuple of them (``Engine.label_dims``), None when no rule groups by any.
+Labels = Any
+#: One group of equal events: (bucket start, ISP key, labels, id of the classification,
+#: code, enhanced code, reply key or None, source format).
+GroupKey = tuple[int, str, Labels, int, int | None, str | None, str | None, str]
 
 
 class EventGroups:
     """The events of one flush, counted once per group of equal ones.
 
-    Events that would add the same thing to the same partials (same bucket, labels,
+    Events that would add the same thing to the same partials (same bucket, ISP, labels,
     classification, codes and reply key) are counted together and fed to the
     ``PartialBuilder`` once, with their number, at ``feed``. The partials are the same as
     with one ``PartialBuilder.add`` per event: counts add up in any order, a partial's
@@ -166,25 +207,117 @@ class EventGroups:
     Only space-saving's eviction depends on the order of events; when some bucket of some
     ISP saw more distinct replies of one category than a summary keeps, the events with a
     reply are fed one by one in their order instead.
+
+    ``count`` is the per-event hot path of the worker. A delivered attempt (a 2xx reply, the
+    bulk of the traffic) needs neither the classifier nor its codes and text: its group is
+    its bucket, ISP and labels. Labels hold only the dimensions some rule groups by, so that
+    events differing in one nobody reads fall in one group.
     """
 
-    __slots__ = ("bucket_seconds", "groups", "replies")
+    __slots__ = ("_engine", "_labels", "bucket_seconds", "groups", "replies")
 
-    def __init__(self, bucket_seconds: int) -> None:
-        self.bucket_seconds = bucket_seconds
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._labels = engine.labels_getter()
+        self.bucket_seconds = engine.config.bucket_seconds
         #: Group key -> [events, latest event time, classification, first event's text].
         self.groups: dict[GroupKey, list[Any]] = {}
         #: Every event with a reply, in order: (group key, text, event time).
         self.replies: list[tuple[GroupKey, str, float]] = []
+
+    def count(self, events: list[DeliveryEvent], source: str, tally: BatchTally) -> None:
+        """Count ``events`` (read from input ``source``) into their groups."""
+        engine = self._engine
+        classify = engine.classifier.classify
+        isp_keys = engine.isp_keys
+        isp_key = engine.isp_key
+        labels_of = self._labels
+        size = self.bucket_seconds
+        floor = math.floor
+        counted = self.groups
+        get = counted.get
+        replies = self.replies
+        delivered = engine.delivered
+        delivered_id = id(delivered)
+        progress = tally.progress
+        newest = progress.get(source, -math.inf)
+        earliest = tally.earliest
+        lowest = math.inf if earliest is None else earliest
+        for event in events:
+            t = event.event_time.timestamp()
+            if t > newest:
+                newest = t
+            if t < lowest:
+                lowest = t
+            mx = event.mx_host
+            domain = event.recipient.rpartition("@")[2]
+            isp = isp_keys.get(domain) if mx is None else None
+            if isp is None:
+                isp = isp_key(event)
+            reply = event.reply
+            code = reply.code
+            status = event.status
+            if code is not None and 200 <= code < 300 and status is None:
+                # What ReplyClassifier.classify answers first for such a reply.
+                gk: GroupKey = (
+                    floor(t / size) * size,
+                    isp,
+                    labels_of(event),
+                    delivered_id,
+                    None,
+                    None,
+                    None,
+                    event.source_format,
+                )
+                group = get(gk)
+                if group is None:
+                    counted[gk] = [1, t, delivered, ""]
+                else:
+                    group[0] += 1
+                    if t > group[1]:
+                        group[1] = t
+                continue
+            enhanced = reply.enhanced
+            text = reply.text
+            classification = classify(code, enhanced, text, status)
+            key = (
+                engine.reply_key(code, enhanced, text)
+                if keeps_reply(classification, code, text)
+                else None
+            )
+            gk = (
+                floor(t / size) * size,
+                isp,
+                labels_of(event),
+                id(classification),
+                code,
+                enhanced,
+                key,
+                event.source_format,
+            )
+            group = get(gk)
+            if group is None:
+                # The classification is kept alive in the group, so its id stays unique.
+                counted[gk] = [1, t, classification, text]
+            else:
+                group[0] += 1
+                if t > group[1]:
+                    group[1] = t
+            if key is not None:
+                replies.append((gk, text, t))
+        progress[source] = newest
+        tally.earliest = lowest
 
     def feed(self, builder: PartialBuilder, tally: BatchTally) -> None:
         """Add every group to ``builder`` and count it in ``tally``; then empty."""
         groups, replies = self.groups, self.replies
         one_by_one = self._may_evict(builder.reply_capacity)
         events = tally.events
+        dims = self._engine.label_values
 
         def add(gk: GroupKey, classification: Classification, text: str, t: float, n: int) -> None:
-            _, isp, source_ip, sending_domain, tenant, _, code, enhanced, reply, _ = gk
+            _, isp, labels, _, code, enhanced, reply, _ = gk
+            source_ip, sending_domain, tenant = dims(labels)
             builder.add(
                 t,
                 isp,
@@ -200,7 +333,7 @@ class EventGroups:
             )
 
         for gk, (n, t, classification, text) in groups.items():
-            isp, reply, fmt = gk[1], gk[8], gk[9]
+            isp, reply, fmt = gk[1], gk[6], gk[7]
             events[(fmt, classification.outcome.value, isp)] += n
             # With eviction possible, replies go one by one in their order (below).
             if reply is None or not one_by_one:
@@ -218,7 +351,7 @@ class EventGroups:
             return False
         seen: dict[tuple[int, str, str], set[str]] = {}
         for gk, group in self.groups.items():
-            reply = gk[8]
+            reply = gk[6]
             if reply is None:
                 continue
             distinct = seen.setdefault((gk[0], gk[1], group[2].category.value), set())
@@ -240,60 +373,8 @@ def read_message(
     """Decode one Kafka message and count its events in ``groups`` (the batch's partials
     once fed to ``builder``, see ``EventGroups``)."""
     decoded = decode_message(payload, engine.input_format)
-    events = decoded.events
-    if events:
-        classify = engine.classifier.classify
-        resolve = engine.resolver.resolve
-        size = groups.bucket_seconds
-        floor = math.floor
-        counted = groups.groups
-        get = counted.get
-        replies = groups.replies
-        progress = tally.progress
-        newest = progress.get(partition, -math.inf)
-        earliest = tally.earliest
-        lowest = math.inf if earliest is None else earliest
-        for event in events:
-            t = event.event_time.timestamp()
-            if t > newest:
-                newest = t
-            if t < lowest:
-                lowest = t
-            reply = event.reply
-            code = reply.code
-            enhanced = reply.enhanced
-            text = reply.text
-            classification = classify(code, enhanced, text, event.status)
-            isp: Isp = resolve(event.recipient_domain, event.mx_host)
-            key = (
-                engine.reply_key(code, enhanced, text)
-                if keeps_reply(classification, code, text)
-                else None
-            )
-            gk: GroupKey = (
-                floor(t / size) * size,
-                isp.key,
-                event.source_ip,
-                event.sending_domain,
-                event.tenant,
-                id(classification),
-                code,
-                enhanced,
-                key,
-                event.source_format,
-            )
-            group = get(gk)
-            if group is None:
-                # The classification is kept alive in the group, so its id stays unique.
-                counted[gk] = [1, t, classification, text]
-            else:
-                group[0] += 1
-                if t > group[1]:
-                    group[1] = t
-            if key is not None:
-                replies.append((gk, text, t))
-        progress[partition] = newest
-        tally.earliest = lowest
+    if decoded.events:
+        groups.count(decoded.events, partition, tally)
     builder.note_offset(partition, offset)
     tally.skipped += decoded.skipped
     return decoded
@@ -374,7 +455,7 @@ class IngestBatch:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._builder = engine.builder()
-        self._groups = EventGroups(engine.config.bucket_seconds)
+        self._groups = EventGroups(engine)
         self._tally = BatchTally()
 
     def read(self, payload: bytes, source: str, offset: int) -> tuple[Decoded, Chunk | None]:

@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 Sample = tuple[str, dict[str, str], float]
+
+# Every counter would also expose a ``_created`` timestamp per label set, doubling what a
+# scrape renders (events by format, outcome and ISP alone are a few hundred series) for a
+# value Prometheus ignores unless told otherwise.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class _NotifierCollector(Collector):

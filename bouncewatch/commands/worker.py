@@ -25,9 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_worker(settings: Settings, **faust_overrides: Any) -> int:
     """Build the topology and run it until SIGINT or SIGTERM; returns the exit code."""
-    import faust
-
     from bouncewatch.topics import ensure_topics
+    from streams.app import create_worker
     from streams.topology import build
 
     configure(settings.log_level, settings.log_format.value)
@@ -38,14 +37,7 @@ def run_worker(settings: Settings, **faust_overrides: Any) -> int:
             log.warning("could not create topics: %s", exc)
     topology = build(settings, **faust_overrides)
     _tune_gc()
-    worker = faust.Worker(
-        topology.app,
-        loglevel=settings.log_level,
-        logging_config=dict(topology.app.conf.logging_config),
-        # The console port is a debugging backdoor; never open it.
-        console_port=0,
-        redirect_stdouts=False,
-    )
+    worker = create_worker(topology.app, settings)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -25,12 +25,14 @@ import faust
 
 from delivery.adapters import decode_message
 from schemas.settings import Settings
-from streams.app import create_app
+from streams.app import create_app, create_worker
 from streams.health import install_health_views
 
 
 def build(settings: Settings, mode: str) -> faust.App:
-    app = create_app(settings)
+    import json
+
+    app = create_app(settings, **json.loads(os.environ.get("BENCH_FAUST_OVERRIDES", "{}")))
     topic = app.topic(settings.topic_input, key_serializer="raw", value_serializer="raw")
     counts: dict[str, float] = {"messages": 0, "events": 0, "errors": 0}
     expected = int(os.environ.get("BENCH_EXPECT_MESSAGES", "0"))
@@ -72,13 +74,7 @@ def build(settings: Settings, mode: str) -> faust.App:
 def main() -> int:
     settings = Settings()
     app = build(settings, os.environ.get("BENCH_FAUST_MODE", "iter"))
-    worker = faust.Worker(
-        app,
-        loglevel=settings.log_level,
-        logging_config=dict(app.conf.logging_config),
-        console_port=0,
-        redirect_stdouts=False,
-    )
+    worker = create_worker(app, settings)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
