@@ -331,7 +331,6 @@ def run_faust(inp: Input, env: dict[str, str], workdir: Path, args: argparse.Nam
         {
             **env,
             "BENCH_FAUST_MODE": args.faust_mode,
-            "BENCH_FAUST_OVERRIDES": os.environ.get("BENCH_FAUST_OVERRIDES", "{}"),
             "BENCH_EXPECT_MESSAGES": str(inp.messages),
         },
         workdir,

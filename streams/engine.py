@@ -506,6 +506,9 @@ class Aggregator:
         self._live: dict[str, KeyBuckets] = {}
         self._live_states: dict[str, KeyState] = {}
         self._stored: dict[str, set[int]] = {}
+        #: (rule, severity) of each firing alert, by aggregation key: what the firing gauge
+        #: shows, kept as states are written so that a scrape need not read every state.
+        self.firing: dict[str, list[tuple[str, str]]] = {}
         self.duplicates = 0
         self.evaluations = 0
 
@@ -515,6 +518,9 @@ class Aggregator:
         self._live.clear()
         self._live_states.clear()
         self._stored.clear()
+        self.firing.clear()
+        for key, value in self.states.items():
+            self._note_firing(key, KeyState.from_dict(value))
         suffix = "@" + META
         for name, value in self.buckets.items():
             if value is not None and name.endswith(suffix):
@@ -585,7 +591,23 @@ class Aggregator:
             return None
         self.evaluations += 1
         self.states[kb.key] = state.to_dict()
+        self._note_firing(kb.key, state)
         return transitions
+
+    def _note_firing(self, key: str, state: KeyState) -> None:
+        active = [(r.rule, str(r.severity or "")) for r in state.active()]
+        if active:
+            self.firing[key] = active
+        else:
+            self.firing.pop(key, None)
+
+    def firing_counts(self) -> dict[tuple[str, str], int]:
+        """Firing alerts by (rule, severity)."""
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for active in self.firing.values():
+            for labels in active:
+                counts[labels] += 1
+        return dict(counts)
 
     def merge(self, partition: int, partial: Partial) -> tuple[list[AlertTransition], int]:
         """Merge one partial; returns the transitions of the catch-up first, and the late

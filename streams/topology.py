@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -339,12 +338,8 @@ def _install_views(t: Topology) -> None:
 def _refresh_gauges(t: Topology) -> None:
     m = t.metrics
     m.ready.set(1 if readiness(t.app)[0] else 0)
-    firing: dict[tuple[str, str], int] = defaultdict(int)
-    for _, value in t.alert_states.items():
-        for record in KeyState.from_dict(value).active():
-            firing[(record.rule, str(record.severity or ""))] += 1
     m.alerts_firing.clear()
-    for (rule, severity), n in firing.items():
+    for (rule, severity), n in ensure_indexed(t).firing_counts().items():
         m.alerts_firing.labels(rule, severity).set(n)
     if t.notifiers is not None:
         m.set_notifier_samples(t.notifiers.metrics.samples(), t.notifiers.outbox_sizes())

@@ -30,9 +30,7 @@ from streams.health import install_health_views
 
 
 def build(settings: Settings, mode: str) -> faust.App:
-    import json
-
-    app = create_app(settings, **json.loads(os.environ.get("BENCH_FAUST_OVERRIDES", "{}")))
+    app = create_app(settings)
     topic = app.topic(settings.topic_input, key_serializer="raw", value_serializer="raw")
     counts: dict[str, float] = {"messages": 0, "events": 0, "errors": 0}
     expected = int(os.environ.get("BENCH_EXPECT_MESSAGES", "0"))

@@ -150,6 +150,8 @@ def test_sigkill_and_restart_recovers_counts_and_alerts(
         firing = {(a["rule"], a["key"]) for a in status["alerts"]}
         assert ("throttling", "isp=gmail") in firing, status
         assert status["isps"]["gmail"]["attempts"] == status_before["isps"]["gmail"]["attempts"]
+        _, metrics = again.get("/metrics")
+        assert 'bouncewatch_alerts_firing{rule="throttling",' in metrics, metrics
         produce_batches(kafka_bootstrap, topic, rest)
         produce_batches(kafka_bootstrap, topic, [closing_event(events)])
         records = alerts.wait_for(lambda r: len(r) >= len(want), timeout=300, settle=4)

@@ -21,7 +21,7 @@ from alerts.rules import load_default_rules
 from delivery.classify import default_classifier
 from delivery.isp import load_resolver
 from schemas.alert import AlertTransition
-from streams.engine import Aggregator, BatchTally, Chunk, Engine, IngestBatch
+from streams.engine import Aggregator, BatchTally, Chunk, Engine, IngestBatch, KeyState
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 PARTITIONS = 4
@@ -160,3 +160,29 @@ def test_a_partial_sent_twice_is_merged_once() -> None:
     assert {k: v for k, v in worker.buckets.items() if not k.endswith("@meta")} == before
     assert before  # bucket entries were written at all
     assert worker.aggregator.duplicates == len(chunk.partials)
+
+
+def firing_in(states: dict[str, dict[str, Any] | None]) -> dict[tuple[str, str], int]:
+    """Firing alerts by (rule, severity), read from every stored state."""
+    counts: dict[tuple[str, str], int] = {}
+    for value in states.values():
+        for r in KeyState.from_dict(value).active():
+            labels = (r.rule, str(r.severity or ""))
+            counts[labels] = counts.get(labels, 0) + 1
+    return counts
+
+
+def test_the_firing_count_follows_the_states_through_firing_resolving_and_recovery() -> None:
+    payloads = messages("incident_recovers", 100)
+    worker = Worker()
+    seen_firing = False
+    for i in range(0, len(payloads), 20):
+        worker.run(payloads[i : i + 20], 20, offset=i)
+        assert worker.aggregator.firing_counts() == firing_in(worker.states)
+        seen_firing = seen_firing or bool(worker.aggregator.firing_counts())
+        recovered = Worker()
+        recovered.states.update(worker.states)
+        recovered.aggregator.reindex()
+        assert recovered.aggregator.firing_counts() == firing_in(worker.states)
+    assert seen_firing
+    assert worker.aggregator.firing_counts() == {}  # the incident resolved
