@@ -135,7 +135,9 @@ def _install_silences(t: Topology) -> None:
     async def follow_silences() -> None:
         from bouncewatch.kafka_client import aiokafka_config
 
-        consumer = AIOKafkaConsumer(**aiokafka_config(settings), enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            **aiokafka_config(settings), enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         try:
             await t.silences.follow(consumer, settings.topic_silences)
         except asyncio.CancelledError:

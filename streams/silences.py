@@ -6,12 +6,10 @@ partition from the beginning with a consumer outside the group, and follows the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 
 from alerts.silences import Silence, fold
 
@@ -32,16 +30,17 @@ class SilenceView:
         return list(self.silences.values())
 
     async def follow(self, consumer: AIOKafkaConsumer, topic: str) -> None:
-        """Read ``topic`` from the beginning and keep reading until cancelled."""
+        """Read ``topic`` from the beginning and keep reading until cancelled.
+
+        ``consumer`` has no group and ``auto_offset_reset="earliest"``: subscribing then
+        assigns it every partition of the topic from its first offset, also when the topic
+        is created after the start (``bouncewatch silence add`` may be the first to write).
+        Assigning partitions by hand needs them known, and a group-less consumer's metadata
+        never learns of a topic that did not exist when it started.
+        """
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(topic)
-            while not partitions:
-                await asyncio.sleep(1.0)
-                await consumer.topics()  # refresh metadata until the topic exists
-                partitions = consumer.partitions_for_topic(topic)
-            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-            await consumer.seek_to_beginning()
+            consumer.subscribe([topic])
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
                 records = [
