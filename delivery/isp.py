@@ -195,6 +195,18 @@ class IspResolver:
     def cache_info(self) -> Any:
         return self._cached.cache_info()  # type: ignore[attr-defined]
 
+    def knows(self, domain: str) -> bool:
+        """Whether ``domain`` itself names an ISP (its MX could not change the answer but
+        for a regional family, whose MX is looked up only if the event names it)."""
+        name = normalize_domain(domain)
+        for candidate in _parents(name):
+            if candidate in self._domains:
+                return True
+            label, _, rest = candidate.partition(".")
+            if label in self._families and _is_public_suffix(rest):
+                return True
+        return False
+
     def _resolve(self, domain: str, mx_host: str | None) -> Isp:
         name = normalize_domain(domain)
         mx = _normalize_mx(mx_host) if mx_host else ""

@@ -145,6 +145,16 @@ class Settings(BaseSettings):
         default="other",
         description="Unknown recipient domains count as ISP `other`, or each as its own key",
     )
+    mx_lookup: bool = Field(
+        default=False,
+        description="Look up the MX of unknown recipient domains whose events name no MX host "
+        "(cached 1 h, in the background: a new domain's first events count as unknown)",
+    )
+    mx_nameservers: str | None = Field(
+        default=None,
+        description="DNS servers for the MX lookup, `host[:port]` comma-separated; unset: "
+        "those of /etc/resolv.conf",
+    )
 
     # --- Rules --------------------------------------------------------------------------
     rules_file: Path | None = Field(
@@ -227,6 +237,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
         return value
 
+    @field_validator("mx_nameservers")
+    @classmethod
+    def _nameservers(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_nameservers(value)
+        return value
+
+    @property
+    def mx_nameserver_list(self) -> list[tuple[str, int]] | None:
+        return None if self.mx_nameservers is None else parse_nameservers(self.mx_nameservers)
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         sasl = self.kafka_security_protocol in (
@@ -252,3 +273,16 @@ class Settings(BaseSettings):
     @property
     def smtp_recipients(self) -> list[str]:
         return [a.strip() for a in (self.smtp_to or "").split(",") if a.strip()]
+
+
+def parse_nameservers(value: str) -> list[tuple[str, int]]:
+    """``host[:port],...`` as (host, port) pairs (port 53 by default); ValueError if bad."""
+    servers: list[tuple[str, int]] = []
+    for item in (part.strip() for part in value.split(",")):
+        host, sep, port = item.rpartition(":") if item.count(":") == 1 else ("", "", "")
+        if not sep:
+            host, port = item, "53"
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host[:port][,host[:port]...], got {item!r}")
+        servers.append((host, int(port)))
+    return servers

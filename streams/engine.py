@@ -29,6 +29,7 @@ from alerts.state import AlertStateRecord
 from delivery.adapters import Decoded, decode_message
 from delivery.classify import ReplyClassifier, default_classifier
 from delivery.isp import IspResolver, load_resolver
+from delivery.mx_lookup import MxCache
 from delivery.types import Classification
 from schemas.alert import AlertState, AlertTransition
 from schemas.event import DeliveryEvent
@@ -48,6 +49,8 @@ class Engine:
     classifier: ReplyClassifier
     resolver: IspResolver
     input_format: str = "auto"
+    #: MX hosts of domains the ISP table does not know (``BOUNCEWATCH_MX_LOOKUP``).
+    mx_cache: MxCache | None = None
     config: AggregationConfig = field(init=False)
     evaluator: Evaluator = field(init=False)
 
@@ -75,6 +78,9 @@ class Engine:
             classifier=default_classifier(),
             resolver=load_resolver(None, unknown=settings.isp_unknown),
             input_format=settings.input_format,
+            mx_cache=MxCache(nameservers=settings.mx_nameserver_list)
+            if settings.mx_lookup
+            else None,
         )
 
     def isp_name(self, key: str) -> str:
@@ -82,9 +88,17 @@ class Engine:
         return isp.name if isp is not None else key
 
     def isp_key(self, event: DeliveryEvent) -> str:
-        """The key of the ISP that received ``event`` (remembered when it has no MX host)."""
-        key = self.resolver.resolve(event.recipient_domain, event.mx_host).key
-        if event.mx_host is None:
+        """The key of the ISP that received ``event``.
+
+        Without an MX host in the event, the answer is remembered by the domain as written,
+        unless it may still change: a domain the ISP table does not know, while MX lookups
+        are on (its first events count as unknown until the lookup lands in the cache).
+        """
+        domain, mx = event.recipient_domain, event.mx_host
+        if mx is None and self.mx_cache is not None and not self.resolver.knows(domain):
+            return self.resolver.resolve(domain, self.mx_cache.get(domain)).key
+        key = self.resolver.resolve(domain, mx).key
+        if mx is None:
             if len(self.isp_keys) >= ISP_KEY_CACHE_SIZE:
                 self.isp_keys.clear()
             self.isp_keys[event.recipient.rpartition("@")[2]] = key

@@ -113,6 +113,13 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.mx_lookups = Gauge(
+            "bouncewatch_mx_lookups",
+            "MX lookups of unknown recipient domains since start, by outcome (done: answered "
+            "or no MX; failed: no usable answer; dropped: too many pending) and pending now",
+            ["outcome"],
+            registry=r,
+        )
         self.ready = Gauge(
             "bouncewatch_ready", "1 when the worker is ready (joined, recovered)", registry=r
         )

@@ -344,6 +344,12 @@ def _refresh_gauges(t: Topology) -> None:
     if t.notifiers is not None:
         m.set_notifier_samples(t.notifiers.metrics.samples(), t.notifiers.outbox_sizes())
     m.set_consumer_lag(_consumer_lag(t.app))
+    mx = t.engine.mx_cache
+    if mx is not None:
+        m.mx_lookups.labels("done").set(mx.lookups - mx.failures)
+        m.mx_lookups.labels("failed").set(mx.failures)
+        m.mx_lookups.labels("dropped").set(mx.dropped)
+        m.mx_lookups.labels("pending").set(mx.pending())
 
 
 def _consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:

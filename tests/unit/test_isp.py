@@ -7,10 +7,9 @@ shapes those providers publish. DNS tests talk to a stand-in server on a loopbac
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from delivery.isp import OTHER, IspResolver, default_resolver, load_resolver, normalize_domain
 from delivery.mx_lookup import DnsError, MxCache, lookup_mx, system_nameservers
 from delivery.types import Isp
+from tests.support.dns_server import StandInDns, answer
 
 # (recipient domain, expected ISP key)
 CONSUMER_DOMAINS: list[tuple[str, str]] = [
@@ -334,66 +334,6 @@ def test_cache_hit_is_fast(resolver: IspResolver) -> None:
 
 # --- DNS MX lookup against a loopback stand-in server -----------------------------------------
 
-Handler = Callable[[int, bytes, str], list[bytes]]
-
-
-def _name(name: str) -> bytes:
-    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\x00"
-
-
-def _question(query: bytes) -> tuple[int, bytes, str]:
-    (qid,) = struct.unpack_from("!H", query)
-    offset, labels = 12, []
-    while query[offset]:
-        length = query[offset]
-        labels.append(query[offset + 1 : offset + 1 + length].decode())
-        offset += 1 + length
-    question = query[12 : offset + 5]
-    return qid, question, ".".join(labels).lower()  # DNS names compare case-insensitively
-
-
-def _answer(qid: int, question: bytes, mx: list[tuple[int, str]], rcode: int = 0) -> bytes:
-    flags = 0x8180 | rcode
-    header = struct.pack("!HHHHHH", qid, flags, 1, len(mx), 0, 0)
-    body = b""
-    for preference, host in mx:
-        # owner as a pointer to the question name (offset 12), exchange spelled out
-        rdata = struct.pack("!H", preference) + _name(host)
-        body += b"\xc0\x0c" + struct.pack("!HHIH", 15, 1, 300, len(rdata)) + rdata
-    return header + question + body
-
-
-class StandInDns:
-    """A UDP server on a free loopback port answering with whatever the test's handler says."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.queries: list[str] = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.address: tuple[str, int] = self.sock.getsockname()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                query, peer = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            qid, question, name = _question(query)
-            self.queries.append(name)
-            for reply in self.handler(qid, question, name):
-                self.sock.sendto(reply, peer)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
-
-
 ZONE: dict[str, list[tuple[int, str]]] = {
     "example-corp.com": [
         (20, "backup.example.net"),
@@ -405,18 +345,18 @@ ZONE: dict[str, list[tuple[int, str]]] = {
 
 def _zone_handler(qid: int, question: bytes, name: str) -> list[bytes]:
     if name == "servfail.example":
-        return [_answer(qid, question, [], rcode=2)]
+        return [answer(qid, question, [], rcode=2)]
     if name == "silent.example":
         return []
     if name == "stray.example":
         # someone else's answer first: the client must wait for its own
         return [
-            _answer((qid + 1) % 65536, question, [(5, "wrong.example")]),
-            _answer(qid, question, [(5, "right.example")]),
+            answer((qid + 1) % 65536, question, [(5, "wrong.example")]),
+            answer(qid, question, [(5, "right.example")]),
         ]
     if name in ZONE:
-        return [_answer(qid, question, ZONE[name])]
-    return [_answer(qid, question, [], rcode=3)]
+        return [answer(qid, question, ZONE[name])]
+    return [answer(qid, question, [], rcode=3)]
 
 
 @pytest.fixture
