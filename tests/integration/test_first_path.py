@@ -4,6 +4,7 @@ dead-lettered with their original bytes and the reason. Nothing is lost."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from delivery.adapters import decode_message
 from tests.support.worker import WorkerProcess, isolated_env
 
 pytestmark = pytest.mark.integration
@@ -173,3 +175,66 @@ def test_health_and_metrics(worker: WorkerProcess) -> None:
     }
     status, text = worker.get("/metrics")
     assert status == 200 and "bouncewatch_messages_total" in text
+
+
+FORMATS = Path(__file__).resolve().parents[1] / "data" / "formats"
+#: Records of other MTAs and ESPs, as a worker on the default `auto` format receives them
+#: (a reception record is not a delivery attempt: skipped, not dead-lettered).
+MIXED = [
+    "bouncewatch/deferred.json",
+    "kumomta/delivery.json",
+    "kumomta/bounce.json",
+    "kumomta/reception.json",
+    "ses/bounce_permanent.json",
+    "sendgrid/events.json",
+    "mailgun/failed_temporary.json",
+]
+
+
+def metric_values(worker: WorkerProcess, name: str, label: str) -> dict[str, float]:
+    """Samples of ``name`` summed by one label."""
+    _, text = worker.get("/metrics")
+    out: dict[str, float] = {}
+    for line in str(text).splitlines():
+        match = re.match(rf"^{name}\{{(?P<labels>[^}}]*)\}}\s+(?P<value>\S+)$", line)
+        if match:
+            value = re.search(rf'{label}="([^"]*)"', match["labels"])
+            if value:
+                out[value[1]] = out.get(value[1], 0.0) + float(match["value"])
+    return out
+
+
+def test_the_auto_format_reads_every_supported_source(
+    worker_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    payloads = [(FORMATS / name).read_bytes() for name in MIXED]
+    # What the decoder makes of each message offline is what the worker must count.
+    want: dict[str, float] = {}
+    skipped = 0
+    for payload in payloads:
+        decoded = decode_message(payload, "auto")
+        assert not decoded.errors, decoded.errors
+        skipped += decoded.skipped
+        for e in decoded.events:
+            want[e.source_format] = want.get(e.source_format, 0.0) + 1
+    assert len(want) == 5 and skipped >= 1, (want, skipped)
+
+    env = {**worker_env, "BOUNCEWATCH_INPUT_FORMAT": "auto"}
+    with WorkerProcess(env, tmp_path, name="auto") as worker:
+        worker.wait_ready()
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+        for payload in payloads:
+            producer.send(env["BOUNCEWATCH_TOPIC_INPUT"], payload)
+        producer.flush()
+        producer.close()
+        deadline = time.monotonic() + 60
+        while metric_values(worker, "bouncewatch_events_total", "format") != want:
+            assert time.monotonic() < deadline, (
+                metric_values(worker, "bouncewatch_events_total", "format"),
+                want,
+                worker.tail(),
+            )
+            time.sleep(0.5)
+        _, text = worker.get("/metrics")
+        assert f"bouncewatch_events_skipped_total {float(skipped)}" in text
+        assert "bouncewatch_dead_lettered_total 0.0" in text
