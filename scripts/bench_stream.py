@@ -135,6 +135,13 @@ class ChildProcess(WorkerProcess):
             )
         return self
 
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of the process so far (VmHWM), in MiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process so far (its own, not its children's)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -311,6 +318,7 @@ def run_worker(
     child.start()
     try:
         t0, t1, c0, c1 = await_done(child, done, args.timeout, args.poll)
+        peak = child.peak_rss_mb()
     finally:
         child.stop()
     samples = last["samples"]
@@ -320,6 +328,7 @@ def run_worker(
         "evaluations": int(metric_sum(samples, "bouncewatch_rule_evaluations_total")),
         "dead_lettered": int(metric_sum(samples, "bouncewatch_dead_lettered_total")),
         "late": int(metric_sum(samples, "bouncewatch_late_events_total")),
+        "peak_rss_mb": round(peak),
     }
     if events != inp.events:
         raise RuntimeError(f"worker counted {events} events, expected {inp.events}: {notes}")
@@ -351,11 +360,15 @@ def run_faust(inp: Input, env: dict[str, str], workdir: Path, args: argparse.Nam
     child.start()
     try:
         t0, t1, c0, c1 = await_done(child, done, args.timeout, args.poll)
+        peak = child.peak_rss_mb()
     finally:
         child.stop()
     if last["events"] != inp.events or last["errors"]:
         raise RuntimeError(f"faust-bare read {last}, expected {inp.events} events")
-    notes = {"from_first_message_s": round(last["last"] - last["first"], 3)}
+    notes = {
+        "from_first_message_s": round(last["last"] - last["first"], 3),
+        "peak_rss_mb": round(peak),
+    }
     return Run(
         "faust-bare", inp.shape, inp.messages, int(last["events"]), t1 - t0, c1 - c0, load, notes
     )
