@@ -20,6 +20,7 @@ from .chart import (
     containers,
     env_of,
     helm,
+    render,
     rendered_case,
     values_args,
     worker,
@@ -294,3 +295,24 @@ def test_image_defaults_to_app_version() -> None:
     assert container["args"] == ["worker"]
     full = worker(rendered_case("full"))
     assert full["image"].startswith("registry.example.com/platform/bouncewatch@sha256:")
+
+
+def test_isp_resolution_settings_reach_the_worker() -> None:
+    default = env_of(worker(rendered_case("default")))
+    assert default["BOUNCEWATCH_ISP_UNKNOWN"]["value"] == "other"
+    assert default["BOUNCEWATCH_MX_LOOKUP"]["value"] == "false"
+    assert "BOUNCEWATCH_MX_NAMESERVERS" not in default
+    env = env_of(
+        worker(
+            render(
+                sets=[
+                    "config.isp.unknown=domain",
+                    "config.isp.mxLookup=true",
+                    "config.isp.mxNameservers=10.0.0.10:53",
+                ]
+            )
+        )
+    )
+    assert env["BOUNCEWATCH_ISP_UNKNOWN"]["value"] == "domain"
+    assert env["BOUNCEWATCH_MX_LOOKUP"]["value"] == "true"
+    assert env["BOUNCEWATCH_MX_NAMESERVERS"]["value"] == "10.0.0.10:53"

@@ -379,6 +379,14 @@ Secrets appear only as *_FILE paths into the credentials volume.
   value: {{ and $v.config.createTopics (not $v.topicsJob.enabled) | quote }}
 - name: BOUNCEWATCH_INPUT_FORMAT
   value: {{ $v.config.inputFormat | quote }}
+- name: BOUNCEWATCH_ISP_UNKNOWN
+  value: {{ $v.config.isp.unknown | quote }}
+- name: BOUNCEWATCH_MX_LOOKUP
+  value: {{ $v.config.isp.mxLookup | quote }}
+{{- if $v.config.isp.mxNameservers }}
+- name: BOUNCEWATCH_MX_NAMESERVERS
+  value: {{ $v.config.isp.mxNameservers | quote }}
+{{- end }}
 - name: BOUNCEWATCH_STORE
   value: {{ $v.config.store | quote }}
 - name: BOUNCEWATCH_DATA_DIR
