@@ -183,6 +183,9 @@ class IspResolver:
         self._cached: Callable[[str, str | None], Isp] = functools.lru_cache(maxsize=cache_size)(
             self._resolve
         )
+        self._knows: Callable[[str], bool] = functools.lru_cache(maxsize=cache_size)(
+            self._knows_uncached
+        )
 
     @property
     def isps(self) -> Mapping[str, Isp]:
@@ -198,6 +201,9 @@ class IspResolver:
     def knows(self, domain: str) -> bool:
         """Whether ``domain`` itself names an ISP (its MX could not change the answer but
         for a regional family, whose MX is looked up only if the event names it)."""
+        return self._knows(domain)
+
+    def _knows_uncached(self, domain: str) -> bool:
         name = normalize_domain(domain)
         for candidate in _parents(name):
             if candidate in self._domains:

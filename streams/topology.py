@@ -127,6 +127,13 @@ def build(settings: Settings, engine: Engine | None = None, **faust_overrides: A
     )
     _install_ingest(t)
     _install_aggregate(t)
+    mx_cache = t.engine.mx_cache
+    if mx_cache is not None:
+
+        @app.on_before_shutdown.connect
+        async def close_mx_lookups(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            mx_cache.close()  # lookups still queued would answer no one
+
     install_notify(t)
     install_health_views(app)
     _install_views(t)

@@ -508,3 +508,12 @@ def test_mx_cache_never_blocks_on_slow_dns() -> None:
             cache.get(f"d{i}.example")
         assert time.perf_counter() - start < 0.5
         release.set()
+
+
+def test_knows_the_domains_the_table_names_and_only_those() -> None:
+    resolver = default_resolver()
+    assert resolver.knows("gmail.com") and resolver.knows("GMail.com.")
+    assert resolver.knows("yahoo.co.jp")  # a regional family
+    assert not resolver.knows("example-corp.com")
+    # Known or not, an MX the event names still resolves a custom domain.
+    assert resolver.resolve("example-corp.com", "aspmx.l.google.com").key == "gmail"
