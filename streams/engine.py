@@ -252,7 +252,6 @@ class EventGroups:
         get = counted.get
         replies = self.replies
         delivered = engine.delivered
-        delivered_id = id(delivered)
         progress = tally.progress
         newest = progress.get(source, -math.inf)
         earliest = tally.earliest
@@ -271,35 +270,21 @@ class EventGroups:
             reply = event.reply
             code = reply.code
             status = event.status
+            enhanced: str | None
             if code is not None and 200 <= code < 300 and status is None:
-                # What ReplyClassifier.classify answers first for such a reply.
-                gk: GroupKey = (
-                    floor(t / size) * size,
-                    isp,
-                    labels_of(event),
-                    delivered_id,
-                    None,
-                    None,
-                    None,
-                    event.source_format,
+                # What ReplyClassifier.classify answers first for such a reply; its codes
+                # and text go nowhere (delivered attempts keep no reply).
+                classification, code, enhanced, text, key = delivered, None, None, "", None
+            else:
+                enhanced = reply.enhanced
+                text = reply.text
+                classification = classify(code, enhanced, text, status)
+                key = (
+                    engine.reply_key(code, enhanced, text)
+                    if keeps_reply(classification, code, text)
+                    else None
                 )
-                group = get(gk)
-                if group is None:
-                    counted[gk] = [1, t, delivered, ""]
-                else:
-                    group[0] += 1
-                    if t > group[1]:
-                        group[1] = t
-                continue
-            enhanced = reply.enhanced
-            text = reply.text
-            classification = classify(code, enhanced, text, status)
-            key = (
-                engine.reply_key(code, enhanced, text)
-                if keeps_reply(classification, code, text)
-                else None
-            )
-            gk = (
+            gk: GroupKey = (
                 floor(t / size) * size,
                 isp,
                 labels_of(event),
