@@ -71,7 +71,7 @@ from bench import traffic  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from kafka_broker import KafkaBroker  # noqa: E402
 
-from tests.support.worker import WorkerProcess  # noqa: E402
+from tests.support.worker import WorkerProcess, metric_sum  # noqa: E402
 
 CONTENDERS = ("worker", "faust-bare", "aiokafka-bare")
 SHAPES = ("single", "batch")
@@ -198,34 +198,6 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-# ---- metrics ----------------------------------------------------------------------------
-
-
-def prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
-    """The samples of a Prometheus text exposition (enough of the format for our metrics)."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        name, _, rest = head.partition("{")
-        labels: dict[str, str] = {}
-        for part in rest.rstrip("}").split('",'):
-            if "=" in part:
-                k, _, v = part.partition("=")
-                labels[k.strip()] = v.strip().strip('"')
-        out.append((name, labels, float(value)))
-    return out
-
-
-def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **match: str) -> float:
-    return sum(
-        v
-        for n, labels, v in samples
-        if n == name and all(labels.get(k) == m for k, m in match.items())
-    )
-
-
 # ---- contenders -------------------------------------------------------------------------
 
 
@@ -301,8 +273,7 @@ def run_worker(
     last: dict[str, Any] = {}
 
     def done() -> float:
-        _, text = child.get("/metrics")
-        samples = prometheus(str(text))
+        samples = child.metrics()
         last["samples"] = samples
         read = metric_sum(samples, "bouncewatch_messages_total")
         if read < inp.messages:

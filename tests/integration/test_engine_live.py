@@ -21,34 +21,13 @@ import pytest
 
 from alerts.rules import load_default_rules
 from tests.support.kafka_io import TopicReader, produce_batches, read_jsonl
+from tests.support.transitions import transition_key, transition_keys
 from tests.support.worker import WorkerProcess, isolated_env
 
 pytestmark = pytest.mark.integration
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 CONFIG = load_default_rules().aggregation_config()
-
-Key = tuple[str, str, str, str, str, str]
-
-
-def expected_keys(expected: dict[str, Any]) -> list[Key]:
-    return sorted(
-        (
-            t["event_time"],
-            t["rule"],
-            t["isp"],
-            json.dumps(t.get("group", {}), sort_keys=True),
-            t["kind"],
-            t["severity"],
-        )
-        for t in expected["transitions"]
-    )
-
-
-def transition_key(t: dict[str, Any]) -> Key:
-    when = datetime.fromisoformat(t["event_time"]).strftime("%Y-%m-%dT%H:%M:%SZ")
-    group = json.dumps(t.get("group", {}), sort_keys=True)
-    return (when, t["rule"], t["isp"], group, t["kind"], t["severity"])
 
 
 def closing_event(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -93,13 +72,13 @@ def test_live_worker_matches_the_scenario(
 ) -> None:
     expected = json.loads((SCENARIOS / f"{name}.expected.json").read_text())
     events = read_jsonl(SCENARIOS / expected["events"])
-    want = expected_keys(expected)
+    want = transition_keys(expected["transitions"])
     with WorkerProcess(env, tmp_path) as worker:
         worker.wait_ready()
         produce_batches(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], events)
         produce_batches(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], [closing_event(events)])
         records = alerts.wait_for(lambda r: len(r) >= len(want), timeout=300, settle=4)
-        got = sorted(transition_key(t) for t in transitions_of(records))
+        got = transition_keys(transitions_of(records))
         missing = sorted(set(want) - set(got))
         extra = sorted(set(got) - set(want))
         detail = [
@@ -115,7 +94,7 @@ def test_sigkill_and_restart_recovers_counts_and_alerts(
 ) -> None:
     expected = json.loads((SCENARIOS / "gmail_throttling_burst.expected.json").read_text())
     events = read_jsonl(SCENARIOS / expected["events"])
-    want = expected_keys(expected)
+    want = transition_keys(expected["transitions"])
     # Cut the traffic where the throttling alert is firing: minute 75 of the scenario.
     start = min(datetime.fromisoformat(e["event_time"].replace("Z", "+00:00")) for e in events)
     cut = start + timedelta(minutes=75)
@@ -160,7 +139,7 @@ def test_sigkill_and_restart_recovers_counts_and_alerts(
     # Re-announces none: every (fingerprint, sequence) once; forgets none: all expected.
     ids = Counter((t["fingerprint"], t["sequence"]) for t in published)
     assert [i for i, n in ids.items() if n > 1] == []
-    assert sorted(transition_key(t) for t in published) == want
+    assert transition_keys(published) == want
 
 
 def test_two_workers_split_the_keys_and_agree_with_one(
@@ -168,7 +147,7 @@ def test_two_workers_split_the_keys_and_agree_with_one(
 ) -> None:
     expected = json.loads((SCENARIOS / "microsoft_ip_blocklist.expected.json").read_text())
     events = read_jsonl(SCENARIOS / expected["events"])
-    want = expected_keys(expected)
+    want = transition_keys(expected["transitions"])
     with WorkerProcess(env, tmp_path, name="a") as a, WorkerProcess(env, tmp_path, name="b") as b:
         a.wait_ready()
         b.wait_ready()
@@ -178,7 +157,7 @@ def test_two_workers_split_the_keys_and_agree_with_one(
         records = alerts.wait_for(lambda r: len(r) >= len(want), timeout=300, settle=4)
         keys_a = {k for k in _status(a)["isps"]}
         keys_b = {k for k in _status(b)["isps"]}
-    assert sorted(transition_key(t) for t in transitions_of(records)) == want
+    assert transition_keys(transitions_of(records)) == want
     assert keys_a and keys_b and not keys_a & keys_b, (keys_a, keys_b)
 
 
@@ -186,12 +165,7 @@ def wait_until_consumed(worker: WorkerProcess, timeout: float = 60) -> None:
     """Until the worker reports no consumer lag on any partition it owns."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _, text = worker.get("/metrics")
-        lags = [
-            float(line.rsplit(" ", 1)[1])
-            for line in str(text).splitlines()
-            if line.startswith("bouncewatch_consumer_lag{")
-        ]
+        lags = [v for n, _, v in worker.metrics() if n == "bouncewatch_consumer_lag"]
         if lags and not any(lags):
             return
         time.sleep(0.5)

@@ -4,7 +4,6 @@ dead-lettered with their original bytes and the reason. Nothing is lost."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from delivery.adapters import decode_message
-from tests.support.worker import WorkerProcess, isolated_env
+from tests.support.worker import WorkerProcess, isolated_env, metric_by
 
 pytestmark = pytest.mark.integration
 
@@ -191,19 +190,6 @@ MIXED = [
 ]
 
 
-def metric_values(worker: WorkerProcess, name: str, label: str) -> dict[str, float]:
-    """Samples of ``name`` summed by one label."""
-    _, text = worker.get("/metrics")
-    out: dict[str, float] = {}
-    for line in str(text).splitlines():
-        match = re.match(rf"^{name}\{{(?P<labels>[^}}]*)\}}\s+(?P<value>\S+)$", line)
-        if match:
-            value = re.search(rf'{label}="([^"]*)"', match["labels"])
-            if value:
-                out[value[1]] = out.get(value[1], 0.0) + float(match["value"])
-    return out
-
-
 def test_the_auto_format_reads_every_supported_source(
     worker_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -227,14 +213,16 @@ def test_the_auto_format_reads_every_supported_source(
             producer.send(env["BOUNCEWATCH_TOPIC_INPUT"], payload)
         producer.flush()
         producer.close()
-        deadline = time.monotonic() + 60
-        while metric_values(worker, "bouncewatch_events_total", "format") != want:
-            assert time.monotonic() < deadline, (
-                metric_values(worker, "bouncewatch_events_total", "format"),
-                want,
-                worker.tail(),
-            )
-            time.sleep(0.5)
+
+        def by_format() -> dict[str, float]:
+            return metric_by(worker.metrics(), "bouncewatch_events_total", "format")
+
+        worker.wait_until(
+            "every event counted by its format",
+            lambda: by_format() == want,
+            timeout=60,
+            state=lambda: f"counted {by_format()}, want {want}",
+        )
         _, text = worker.get("/metrics")
         assert f"bouncewatch_events_skipped_total {float(skipped)}" in text
         assert "bouncewatch_dead_lettered_total 0.0" in text

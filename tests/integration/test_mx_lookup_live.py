@@ -7,8 +7,6 @@ Microsoft, and the lookup shows in /metrics.
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,24 +27,6 @@ def dns() -> Iterator[StandInDns]:
     server = StandInDns(zone_handler(ZONE))
     yield server
     server.close()
-
-
-def sample(worker: WorkerProcess, name: str, **labels: str) -> float:
-    """The value of one sample in the worker's /metrics (0 when absent)."""
-    _, body = worker.get("/metrics")
-    for line in str(body).splitlines():
-        match = re.match(rf"^{name}\{{(?P<labels>[^}}]*)\}}\s+(?P<value>\S+)$", line)
-        if match and all(f'{k}="{v}"' in match["labels"] for k, v in labels.items()):
-            return float(match["value"])
-    return 0.0
-
-
-def wait_for(what: str, done: Callable[[], bool], worker: WorkerProcess, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s\n{worker.tail(30)}")
-        time.sleep(0.25)
 
 
 def event(recipient: str) -> dict[str, Any]:
@@ -71,19 +51,17 @@ def test_unknown_domains_count_under_their_mx_once_looked_up(
     with WorkerProcess(env, tmp_path) as worker:
         worker.wait_ready()
         produce_batches(kafka_bootstrap, topic, [event("first@example-corp.com")])
-        wait_for(
+        worker.wait_until(
             "the MX lookup",
-            lambda: sample(worker, "bouncewatch_mx_lookups", outcome="done") == 1,
-            worker,
+            lambda: worker.metric("bouncewatch_mx_lookups", outcome="done") == 1,
             timeout=60,
         )
         assert dns.queries == ["example-corp.com"]
         produce_batches(kafka_bootstrap, topic, [event(f"u{i}@example-corp.com") for i in range(3)])
-        wait_for(
+        worker.wait_until(
             "the later events counted under Microsoft",
-            lambda: sample(worker, "bouncewatch_events_total", isp="microsoft") == 3,
-            worker,
+            lambda: worker.metric("bouncewatch_events_total", isp="microsoft") == 3,
             timeout=60,
         )
-        assert sample(worker, "bouncewatch_events_total", isp="other") == 1
+        assert worker.metric("bouncewatch_events_total", isp="other") == 1
         assert dns.queries == ["example-corp.com"]  # answered from the cache since

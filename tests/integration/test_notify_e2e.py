@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -50,7 +49,7 @@ from tests.support.kafka_io import TopicReader, produce_batches
 from tests.support.ports import free_port
 from tests.support.slack_standin import TOKEN, SlackStandIn
 from tests.support.smtp_server import SmtpServer
-from tests.support.worker import WorkerProcess, isolated_env
+from tests.support.worker import WorkerProcess, isolated_env, metric_by
 
 pytestmark = pytest.mark.integration
 
@@ -258,23 +257,6 @@ def arrived(slack: SlackStandIn, smtp: SmtpServer) -> Arrived:
     )
 
 
-def wait_until(
-    what: str,
-    done: Callable[[], bool],
-    timeout: float,
-    worker: WorkerProcess,
-    state: Callable[[], str] = lambda: "",
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if done():
-            return
-        time.sleep(0.25)
-    raise AssertionError(
-        f"{what}: not within {timeout:.0f}s. {state()}\n{worker.name} log:\n{worker.tail(40)}"
-    )
-
-
 def firing_delivered(a: Arrived) -> bool:
     return len(a.top) >= 1 and len(a.mails) >= 1
 
@@ -380,19 +362,9 @@ def failed_messages(worker: WorkerProcess) -> dict[str, float]:
 
 def notification_counts(worker: WorkerProcess, what: str, outcome: str) -> dict[str, float]:
     """bouncewatch_notification_<what>_total{outcome=...} per integration."""
-    _, body = worker.get("/metrics")
-    found: dict[str, float] = {}
-    pattern = re.compile(
-        rf"^bouncewatch_notification_{what}_total\{{(?P<labels>[^}}]*)\}}\s+(?P<value>\S+)$"
+    return metric_by(
+        worker.metrics(), f"bouncewatch_notification_{what}_total", "integration", outcome=outcome
     )
-    for line in str(body).splitlines():
-        match = pattern.match(line)
-        if not match or f'outcome="{outcome}"' not in match["labels"]:
-            continue
-        integration = re.search(r'integration="([^"]+)"', match["labels"])
-        if integration:
-            found[integration[1]] = float(match["value"])
-    return found
 
 
 # --- the tests ----------------------------------------------------------------------------
@@ -418,11 +390,10 @@ def test_incident_reaches_slack_and_email_once(
     def state() -> str:
         return arrived(slack, smtp).summary()
 
-    wait_until(
+    worker.wait_until(
         "firing and resolved on Slack and email",
         lambda: resolved_delivered(arrived(slack, smtp)),
         timeout=90,
-        worker=worker,
         state=state,
     )
     time.sleep(SETTLE)
@@ -461,22 +432,20 @@ def test_a_restart_of_the_notifying_worker_sends_nothing_twice(
     # topic's offset may be uncommitted, so the transition is read again).
     first = workers(env, "first")
     produce_batches(kafka_bootstrap, topic, incident.firing_part())
-    wait_until(
+    first.wait_until(
         "firing on Slack and email",
         lambda: firing_delivered(arrived(slack, smtp)),
         timeout=90,
-        worker=first,
         state=state,
     )
     # Opened only now that the worker has created the changelog topic: a consumer asking
     # for a missing topic would have the broker auto-create it with one partition.
     changelog = TopicReader(kafka_bootstrap, f"{env['BOUNCEWATCH_APP_ID']}-notify-state-changelog")
     try:
-        wait_until(
+        first.wait_until(
             "the delivery recorded in the notify-state changelog",
             delivered_in_changelog(changelog),
             timeout=30,
-            worker=first,
         )
         if stop == "sigterm":
             assert first.stop() == 0, first.tail(40)
@@ -497,11 +466,10 @@ def test_a_restart_of_the_notifying_worker_sends_nothing_twice(
 
     # 3. The resolution arrives once, in the threads the first worker started.
     produce_batches(kafka_bootstrap, topic, incident.resolving_part())
-    wait_until(
+    second.wait_until(
         "resolved on Slack and email",
         lambda: resolved_delivered(arrived(slack, smtp)),
         timeout=90,
-        worker=second,
         state=state,
     )
     time.sleep(SETTLE)
@@ -527,11 +495,10 @@ def test_slack_outage_and_smtp_restart_lose_nothing(
     outage_start = time.monotonic()
     smtp.stop()
     produce_batches(kafka_bootstrap, topic, incident.firing_part())
-    wait_until(
+    worker.wait_until(
         "the firing failing on both receivers",
         lambda: {SLACK_KEY, EMAIL_KEY} <= set(failed_messages(worker)),
         timeout=60,
-        worker=worker,
         state=state,
     )
     smtp.start()  # the relay restarted on its port
@@ -539,22 +506,20 @@ def test_slack_outage_and_smtp_restart_lose_nothing(
     assert arrived(slack, smtp).top == []  # nothing reached Slack during the outage
     slack.come_up()
 
-    wait_until(
+    worker.wait_until(
         "the firing delivered after the outage",
         lambda: firing_delivered(arrived(slack, smtp)),
         timeout=60,
-        worker=worker,
         state=state,
     )
     assert_firing_only(arrived(slack, smtp))
     failed = failed_messages(worker)
 
     produce_batches(kafka_bootstrap, topic, incident.resolving_part())
-    wait_until(
+    worker.wait_until(
         "resolved on Slack and email",
         lambda: resolved_delivered(arrived(slack, smtp)),
         timeout=60,
-        worker=worker,
         state=state,
     )
     time.sleep(SETTLE)
@@ -592,11 +557,10 @@ def test_a_silence_keeps_the_incident_off_slack_and_email_until_it_expires(
     silence_id = silence_cli(
         env, "add", "--rule", RULE, "--for", "1h", "--comment", "maintenance window"
     ).strip()
-    wait_until(
+    worker.wait_until(
         "the worker reading the silence",
         lambda: "silences updated" in worker.tail(200),
         timeout=30,
-        worker=worker,
     )
 
     def silenced() -> dict[str, float]:
@@ -606,11 +570,10 @@ def test_a_silence_keeps_the_incident_off_slack_and_email_until_it_expires(
         return f"{arrived(slack, smtp).summary()}; silenced {silenced()}"
 
     produce_batches(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], incident.firing_part())
-    wait_until(
+    worker.wait_until(
         "the firing silenced on both receivers",
         lambda: {SLACK_KEY, EMAIL_KEY} <= set(silenced()),
         timeout=90,
-        worker=worker,
         state=state,
     )
     time.sleep(SETTLE)
@@ -618,11 +581,10 @@ def test_a_silence_keeps_the_incident_off_slack_and_email_until_it_expires(
     assert quiet.top == [] and quiet.mails == [], quiet.summary()
 
     assert silence_cli(env, "expire", silence_id).strip() == f"expired {silence_id}"
-    wait_until(
+    worker.wait_until(
         "the still-firing alert sent once the silence expired",
         lambda: firing_delivered(arrived(slack, smtp)),
         timeout=60,
-        worker=worker,
         state=state,
     )
     time.sleep(SETTLE)

@@ -91,6 +91,32 @@ class WorkerProcess:
             time.sleep(0.5)
         raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
 
+    def metrics(self) -> list[Sample]:
+        """The samples of the worker's /metrics page."""
+        _, text = self.get("/metrics")
+        return parse_prometheus(str(text))
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` with these label values (0 when none)."""
+        return metric_sum(self.metrics(), name, **labels)
+
+    def wait_until(
+        self,
+        what: str,
+        done: Callable[[], bool],
+        timeout: float,
+        state: Callable[[], str] = lambda: "",
+    ) -> None:
+        """Poll ``done`` until it holds; on timeout fail with ``state()`` and the log tail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done():
+                return
+            time.sleep(0.25)
+        raise AssertionError(
+            f"{what}: not within {timeout:.0f}s. {state()}\n{self.name} log:\n{self.tail(40)}"
+        )
+
     def tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -124,6 +150,44 @@ class WorkerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+Sample = tuple[str, dict[str, str], float]
+
+
+def parse_prometheus(text: str) -> list[Sample]:
+    """The samples of a Prometheus text exposition (enough of the format for our metrics)."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, rest = head.partition("{")
+        labels: dict[str, str] = {}
+        for part in rest.rstrip("}").split('",'):
+            if "=" in part:
+                k, _, v = part.partition("=")
+                labels[k.strip()] = v.strip().strip('"')
+        out.append((name, labels, float(value)))
+    return out
+
+
+def metric_sum(samples: list[Sample], name: str, **match: str) -> float:
+    """The sum of the samples of ``name`` whose labels have the ``match`` values."""
+    return sum(
+        v
+        for n, labels, v in samples
+        if n == name and all(labels.get(k) == m for k, m in match.items())
+    )
+
+
+def metric_by(samples: list[Sample], name: str, label: str, **match: str) -> dict[str, float]:
+    """The samples of ``name`` matching ``match``, summed per value of ``label``."""
+    out: dict[str, float] = {}
+    for n, labels, v in samples:
+        if n == name and label in labels and all(labels.get(k) == m for k, m in match.items()):
+            out[labels[label]] = out.get(labels[label], 0.0) + v
+    return out
 
 
 def isolated_env(

@@ -22,6 +22,7 @@ from delivery.classify import default_classifier
 from delivery.isp import load_resolver
 from schemas.alert import AlertTransition
 from streams.engine import Aggregator, BatchTally, Chunk, Engine, IngestBatch, KeyState
+from tests.support.transitions import transition_keys
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 PARTITIONS = 4
@@ -87,20 +88,6 @@ class Worker:
         return self.out
 
 
-def keys(transitions: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    return sorted(
-        (
-            t["event_time"],
-            t["rule"],
-            t["isp"],
-            json.dumps(t.get("group", {}), sort_keys=True),
-            t["kind"],
-            t["severity"],
-        )
-        for t in transitions
-    )
-
-
 def published(transitions: list[AlertTransition]) -> list[dict[str, Any]]:
     out = []
     for t in transitions:
@@ -129,7 +116,9 @@ def test_worker_logic_matches_the_scenario(
     closing = {"events:0": float((int(last) // size + 1) * size + delay)}
     worker.deliver(Chunk({}, closing, BatchTally()))
     worker.tick()
-    assert keys(published(worker.out)) == keys(expected["transitions"]), expected["why"]
+    assert transition_keys(published(worker.out)) == transition_keys(expected["transitions"]), (
+        expected["why"]
+    )
 
 
 def test_a_recovered_worker_continues_as_if_it_had_never_stopped() -> None:
@@ -145,7 +134,7 @@ def test_a_recovered_worker_continues_as_if_it_had_never_stopped() -> None:
     second.aggregator.reindex()
     second.out = list(first.out)
     second.run(payloads[90:], 20, offset=90)  # Kafka offsets go on across a restart
-    assert keys(published(second.out)) == keys(published(whole))
+    assert transition_keys(published(second.out)) == transition_keys(published(whole))
 
 
 def test_a_partial_sent_twice_is_merged_once() -> None:
