@@ -246,6 +246,31 @@ def await_done(
     return t_ready, time.monotonic(), cpu_ready, child.cpu_seconds()
 
 
+@dataclass
+class Measured:
+    """One contender process's run: wall and CPU seconds from ready to done, the 1-minute
+    load average at its start, and its peak resident memory."""
+
+    seconds: float
+    cpu_seconds: float
+    load: float
+    peak_rss_mb: float
+
+
+def measure_child(
+    child: ChildProcess, done: Callable[[], float], args: argparse.Namespace
+) -> Measured:
+    """Start ``child``, wait until ``done()`` reaches 1 (``await_done``), stop it."""
+    load = os.getloadavg()[0]
+    child.start()
+    try:
+        t0, t1, c0, c1 = await_done(child, done, args.timeout, args.poll)
+        peak = child.peak_rss_mb()
+    finally:
+        child.stop()
+    return Measured(t1 - t0, c1 - c0, load, peak)
+
+
 def base_env(
     bootstrap: str, app_id: str, topic: str, prefix: str, partitions: int
 ) -> dict[str, str]:
@@ -285,13 +310,7 @@ def run_worker(
         ]
         return 1.0 if len(lags) == args.partitions and not any(lags) else 0.99
 
-    load = os.getloadavg()[0]
-    child.start()
-    try:
-        t0, t1, c0, c1 = await_done(child, done, args.timeout, args.poll)
-        peak = child.peak_rss_mb()
-    finally:
-        child.stop()
+    m = measure_child(child, done, args)
     samples = last["samples"]
     events = int(metric_sum(samples, "bouncewatch_events_total"))
     notes = {
@@ -299,11 +318,11 @@ def run_worker(
         "evaluations": int(metric_sum(samples, "bouncewatch_rule_evaluations_total")),
         "dead_lettered": int(metric_sum(samples, "bouncewatch_dead_lettered_total")),
         "late": int(metric_sum(samples, "bouncewatch_late_events_total")),
-        "peak_rss_mb": round(peak),
+        "peak_rss_mb": round(m.peak_rss_mb),
     }
     if events != inp.events:
         raise RuntimeError(f"worker counted {events} events, expected {inp.events}: {notes}")
-    return Run("worker", inp.shape, inp.messages, events, t1 - t0, c1 - c0, load, notes)
+    return Run("worker", inp.shape, inp.messages, events, m.seconds, m.cpu_seconds, m.load, notes)
 
 
 def run_faust(inp: Input, env: dict[str, str], workdir: Path, args: argparse.Namespace) -> Run:
@@ -327,21 +346,16 @@ def run_faust(inp: Input, env: dict[str, str], workdir: Path, args: argparse.Nam
             return 1.0
         return min(float(counts["messages"]) / inp.messages, 0.99)
 
-    load = os.getloadavg()[0]
-    child.start()
-    try:
-        t0, t1, c0, c1 = await_done(child, done, args.timeout, args.poll)
-        peak = child.peak_rss_mb()
-    finally:
-        child.stop()
+    m = measure_child(child, done, args)
     if last["events"] != inp.events or last["errors"]:
         raise RuntimeError(f"faust-bare read {last}, expected {inp.events} events")
     notes = {
         "from_first_message_s": round(last["last"] - last["first"], 3),
-        "peak_rss_mb": round(peak),
+        "peak_rss_mb": round(m.peak_rss_mb),
     }
+    events = int(last["events"])
     return Run(
-        "faust-bare", inp.shape, inp.messages, int(last["events"]), t1 - t0, c1 - c0, load, notes
+        "faust-bare", inp.shape, inp.messages, events, m.seconds, m.cpu_seconds, m.load, notes
     )
 
 
