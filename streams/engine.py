@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from aggregation.buckets import (
     GROUP_DIMENSIONS,
@@ -39,6 +39,18 @@ from schemas.settings import Settings
 REPLY_KEY_CACHE_SIZE = 4096
 #: Distinct recipient domains (and label sets) whose ISP keys (and values) an Engine keeps.
 ISP_KEY_CACHE_SIZE = 65_536
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(cache: dict[K, V], key: K, value: V, limit: int) -> V:
+    """Store ``value`` in ``cache``, emptied first when full: what these caches hold comes
+    from the input (domains, texts with ids) and must never grow without end."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 @dataclass
@@ -99,9 +111,7 @@ class Engine:
             return self.resolver.resolve(domain, self.mx_cache.get(domain)).key
         key = self.resolver.resolve(domain, mx).key
         if mx is None:
-            if len(self.isp_keys) >= ISP_KEY_CACHE_SIZE:
-                self.isp_keys.clear()
-            self.isp_keys[event.recipient.rpartition("@")[2]] = key
+            remember(self.isp_keys, event.recipient.rpartition("@")[2], key, ISP_KEY_CACHE_SIZE)
         return key
 
     def labels_getter(self) -> Callable[[DeliveryEvent], Labels]:
@@ -117,9 +127,7 @@ class Engine:
             given = labels if len(self.label_dims) > 1 else (labels,)
             named = dict(zip(self.label_dims, given, strict=True)) if self.label_dims else {}
             values = (named.get("source_ip"), named.get("sending_domain"), named.get("tenant"))
-            if len(self._label_values) >= ISP_KEY_CACHE_SIZE:
-                self._label_values.clear()
-            self._label_values[labels] = values
+            remember(self._label_values, labels, values, ISP_KEY_CACHE_SIZE)
         return values
 
     def reply_key(self, code: int | None, enhanced: str | None, text: str) -> str:
@@ -128,10 +136,9 @@ class Engine:
         parts = (code, enhanced, text)
         key = self._reply_keys.get(parts)
         if key is None:
-            key = reply_key(code, enhanced, text)
-            if len(self._reply_keys) >= REPLY_KEY_CACHE_SIZE:
-                self._reply_keys.clear()
-            self._reply_keys[parts] = key
+            key = remember(
+                self._reply_keys, parts, reply_key(code, enhanced, text), REPLY_KEY_CACHE_SIZE
+            )
         return key
 
     def builder(self) -> PartialBuilder:
