@@ -319,6 +319,26 @@ def assert_one_incident(a: Arrived) -> None:
     assert fp1 == fp2 and int(seq1) < int(seq2), ids
 
 
+def expect_one_incident(
+    worker: WorkerProcess,
+    slack: SlackStandIn,
+    smtp: SmtpServer,
+    what: str,
+    timeout: float,
+    state: Callable[[], str],
+) -> None:
+    """Wait for the resolution on both receivers, watch a while longer for a duplicate,
+    then check the incident arrived exactly once (``assert_one_incident``)."""
+    worker.wait_until(
+        f"{what} on Slack and email",
+        lambda: resolved_delivered(arrived(slack, smtp)),
+        timeout=timeout,
+        state=state,
+    )
+    time.sleep(SETTLE)
+    assert_one_incident(arrived(slack, smtp))
+
+
 def delivered_in_changelog(reader: TopicReader) -> Callable[[], bool]:
     """Has the notifier's table recorded the firing as delivered to both receivers?"""
 
@@ -390,14 +410,7 @@ def test_incident_reaches_slack_and_email_once(
     def state() -> str:
         return arrived(slack, smtp).summary()
 
-    worker.wait_until(
-        "firing and resolved on Slack and email",
-        lambda: resolved_delivered(arrived(slack, smtp)),
-        timeout=90,
-        state=state,
-    )
-    time.sleep(SETTLE)
-    assert_one_incident(arrived(slack, smtp))
+    expect_one_incident(worker, slack, smtp, "firing and resolved", 90, state)
     # Nothing failed on the way: every message went through at the first attempt.
     assert failed_messages(worker) == {}
     assert len(slack.calls("chat.postMessage")) == 2
@@ -466,14 +479,7 @@ def test_a_restart_of_the_notifying_worker_sends_nothing_twice(
 
     # 3. The resolution arrives once, in the threads the first worker started.
     produce_batches(kafka_bootstrap, topic, incident.resolving_part())
-    second.wait_until(
-        "resolved on Slack and email",
-        lambda: resolved_delivered(arrived(slack, smtp)),
-        timeout=90,
-        state=state,
-    )
-    time.sleep(SETTLE)
-    assert_one_incident(arrived(slack, smtp))
+    expect_one_incident(second, slack, smtp, "resolved", 90, state)
 
 
 def test_slack_outage_and_smtp_restart_lose_nothing(
@@ -516,14 +522,7 @@ def test_slack_outage_and_smtp_restart_lose_nothing(
     failed = failed_messages(worker)
 
     produce_batches(kafka_bootstrap, topic, incident.resolving_part())
-    worker.wait_until(
-        "resolved on Slack and email",
-        lambda: resolved_delivered(arrived(slack, smtp)),
-        timeout=60,
-        state=state,
-    )
-    time.sleep(SETTLE)
-    assert_one_incident(arrived(slack, smtp))
+    expect_one_incident(worker, slack, smtp, "resolved", 60, state)
     # The outage cost retries, and only for the firing: the resolution went through first time.
     assert failed[SLACK_KEY] >= 2 and failed[EMAIL_KEY] >= 1, failed
     assert failed_messages(worker) == failed
