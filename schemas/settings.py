@@ -141,6 +141,20 @@ class Settings(BaseSettings):
         le=300,
         description="Seconds between rule evaluations (each evaluates every closed bucket)",
     )
+    ingest_batch_messages: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Most input messages one ingest batch holds (its memory: this many "
+        "messages at most, plus Faust's own buffer of 4,096)",
+    )
+    ingest_batch_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Longest an ingest batch waits to fill; each batch sends one partial per "
+        "aggregation key it saw, so longer batches mean fewer merges per second",
+    )
     isp_unknown: Literal["other", "domain"] = Field(
         default="other",
         description="Unknown recipient domains count as ISP `other`, or each as its own key",

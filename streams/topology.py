@@ -45,11 +45,6 @@ from streams.silences import SilenceView
 
 log = logging.getLogger(__name__)
 
-#: Most messages one ingest batch holds, and how long it waits to fill up. A batch sends one
-#: partial per key it saw, so larger batches send fewer partials per event (each costs a merge
-#: and table writes); ``within`` still bounds how long a batch waits.
-BATCH_MAX = 10_000
-BATCH_WITHIN_SECONDS = 1.0
 #: How often the notifier's timers (group_wait, retries, silence expiry) are driven.
 NOTIFY_TICK_SECONDS = 2.0
 
@@ -149,8 +144,10 @@ def _install_ingest(t: Topology) -> None:
     @app.agent(t.input_topic, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         # take_events is on Stream, not on the StreamT protocol the agent is typed with.
+        # A batch sends one partial per aggregation key it saw, whatever its size: larger
+        # batches send fewer partials per event, each a merge and table writes downstream.
         batches = cast(faust.Stream[bytes], stream).take_events(
-            BATCH_MAX, within=BATCH_WITHIN_SECONDS
+            t.settings.ingest_batch_messages, within=t.settings.ingest_batch_seconds
         )
         async for batch in batches:
             reader = IngestBatch(engine)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -316,3 +317,15 @@ def test_isp_resolution_settings_reach_the_worker() -> None:
     assert env["BOUNCEWATCH_ISP_UNKNOWN"]["value"] == "domain"
     assert env["BOUNCEWATCH_MX_LOOKUP"]["value"] == "true"
     assert env["BOUNCEWATCH_MX_NAMESERVERS"]["value"] == "10.0.0.10:53"
+
+
+def test_ingest_batch_settings_reach_the_worker(tmp_path: Path) -> None:
+    default = env_of(worker(rendered_case("default")))
+    assert default["BOUNCEWATCH_INGEST_BATCH_MESSAGES"]["value"] == "10000"
+    assert default["BOUNCEWATCH_INGEST_BATCH_SECONDS"]["value"] == "5"
+    # A values file, not --set: helm --set reads 2.5 as a string, which the schema refuses.
+    values = tmp_path / "ingest.yaml"
+    values.write_text("config:\n  ingest:\n    batchMessages: 2000\n    batchSeconds: 2.5\n")
+    env = env_of(worker(render(values)))
+    assert env["BOUNCEWATCH_INGEST_BATCH_MESSAGES"]["value"] == "2000"
+    assert env["BOUNCEWATCH_INGEST_BATCH_SECONDS"]["value"] == "2.5"

@@ -387,6 +387,10 @@ Secrets appear only as *_FILE paths into the credentials volume.
 - name: BOUNCEWATCH_MX_NAMESERVERS
   value: {{ $v.config.isp.mxNameservers | quote }}
 {{- end }}
+- name: BOUNCEWATCH_INGEST_BATCH_MESSAGES
+  value: {{ $v.config.ingest.batchMessages | int | quote }}
+- name: BOUNCEWATCH_INGEST_BATCH_SECONDS
+  value: {{ $v.config.ingest.batchSeconds | quote }}
 - name: BOUNCEWATCH_STORE
   value: {{ $v.config.store | quote }}
 - name: BOUNCEWATCH_DATA_DIR
