@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -47,12 +45,6 @@ from streams.silences import SilenceView
 
 log = logging.getLogger(__name__)
 
-#: Longest the ingest agent computes before it lets the event loop run. A batch read from a
-#: backlog (10,000 messages of 100 events) takes tens of seconds, and the web port
-#: (liveness, readiness, metrics) and the other agents share the loop with it. An HTTP
-#: request needs a few dozen turns of the loop: at 50 ms slices a scrape took a second, at
-#: 10 ms about 0.3 s (tests/integration/test_ingest_responsive.py); a turn costs ~20 us.
-INGEST_SLICE_SECONDS = 0.01
 #: How often the notifier's timers (group_wait, retries, silence expiry) are driven.
 NOTIFY_TICK_SECONDS = 2.0
 
@@ -160,11 +152,7 @@ def _install_ingest(t: Topology) -> None:
         async for batch in batches:
             reader = IngestBatch(engine)
             pending: list[Any] = []
-            turn = Turn(INGEST_SLICE_SECONDS)
             for event in batch:
-                if turn.over():
-                    await asyncio.sleep(0)
-                    turn.restart()
                 message = event.message
                 # A null value (tombstone) reads as empty bytes and is dead-lettered.
                 raw = event.value if isinstance(event.value, bytes) else b""
@@ -179,26 +167,6 @@ def _install_ingest(t: Topology) -> None:
             # The batch is acknowledged when this iteration ends: only after the broker
             # has every partial and dead letter it produced.
             await asyncio.gather(*pending)
-
-
-class Turn:
-    """A slice of the event loop's time, over once ``seconds`` have passed since its start.
-
-    Asked once per input message: reading the clock costs ~0.1 us, a message 100 us or more.
-    """
-
-    __slots__ = ("_clock", "_end", "seconds")
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds = seconds
-        self._clock = clock
-        self._end = clock() + seconds
-
-    def over(self) -> bool:
-        return self._clock() >= self._end
-
-    def restart(self) -> None:
-        self._end = self._clock() + self.seconds
 
 
 async def _dead_letter(t: Topology, message: Any, raw: bytes, decoded: Decoded) -> Any:
