@@ -120,6 +120,9 @@ class ChildProcess(WorkerProcess):
         self, argv: Sequence[str], env: dict[str, str], workdir: Path, name: str, code: Path
     ):
         super().__init__({"PYTHONPATH": child_path(code), **env}, workdir, name)
+        # A worker reading a backlog answers its web port only between ingest batches, and
+        # a batch of 10,000 messages of 100 events takes tens of seconds on a slow machine.
+        self.request_timeout = 120.0
         self.argv = list(argv)
         self.code = code
 

@@ -41,6 +41,8 @@ class WorkerProcess:
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Seconds a request to the web port may take (a worker answers between batches).
+        self.request_timeout = 5.0
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
@@ -63,7 +65,7 @@ class WorkerProcess:
     def get(self, path: str) -> tuple[int, Any]:
         url = f"http://127.0.0.1:{self.web_port}{path}"
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(url, timeout=self.request_timeout) as response:
                 body = response.read()
                 status = response.status
         except urllib.error.HTTPError as exc:
