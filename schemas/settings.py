@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         "messages at most, plus Faust's own buffer of 4,096)",
     )
     ingest_batch_seconds: float = Field(
-        default=5.0,
+        default=1.0,
         gt=0,
         le=60,
         description="Longest an ingest batch waits to fill; each batch sends one partial per "
