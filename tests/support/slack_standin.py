@@ -145,6 +145,11 @@ class SlackStandIn:
         with self._lock:
             self._scripts.setdefault(method, deque()).extend(answers)
 
+    def unscript(self, method: str) -> None:
+        """Forget the answers scripted for ``method`` that no request has used."""
+        with self._lock:
+            self._scripts.pop(method, None)
+
     def calls(self, method: str, *, ok_only: bool = False) -> list[Request]:
         with self._lock:
             return [
