@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,8 +38,7 @@ for entry in (str(ROOT), str(SCRIPTS)):
 
 from bench import traffic  # noqa: E402
 from bench.machine import describe  # noqa: E402
-from bench_stream import ChildProcess, base_env  # noqa: E402
-from kafka_broker import KafkaBroker  # noqa: E402
+from bench_stream import ChildProcess, base_env, broker  # noqa: E402
 
 from tests.support.worker import metric_sum  # noqa: E402
 
@@ -110,15 +108,6 @@ def measure(bootstrap: str, window: float, args: argparse.Namespace, workdir: Pa
         f" {partials / seconds:>11,.0f} {1e6 * cpu / (args.rate * seconds):>10.1f}"
         f"   (sent {sent:,}, counted {read:,.0f} by the end)"
     )
-
-
-@contextlib.contextmanager
-def broker(bootstrap: str | None) -> Iterator[str]:
-    if bootstrap:
-        yield bootstrap
-        return
-    with KafkaBroker() as started:
-        yield started.bootstrap_servers
 
 
 def main(argv: Sequence[str] | None = None) -> int:

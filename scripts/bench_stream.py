@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -56,7 +57,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -526,6 +527,17 @@ def profile(
         stats.sort_stats("cumulative").print_stats(args.profile_top)
 
 
+@contextlib.contextmanager
+def broker(bootstrap: str | None) -> Iterator[str]:
+    """``bootstrap`` when given, else a broker of our own for as long as the block runs."""
+    if bootstrap:
+        yield bootstrap
+        return
+    with KafkaBroker() as started:
+        say(f"broker: {started!r} (pid {started.pid}), started in {started.startup_seconds:.1f}s")
+        yield started.bootstrap_servers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -562,12 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"bare Faust agent mode: {args.faust_mode}; progress polled every {args.poll}s"
         f" to {SLOW_POLL}s (about twice per predicted time left)"
     )
-    if args.bootstrap:
-        runs = measure(args.bootstrap, args)
-    else:
-        with KafkaBroker() as broker:
-            say(f"broker: {broker!r} (pid {broker.pid}), started in {broker.startup_seconds:.1f}s")
-            runs = measure(broker.bootstrap_servers, args)
+    with broker(args.bootstrap) as bootstrap:
+        runs = measure(bootstrap, args)
     table(runs, args)
     say(f"\nload after the runs: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
