@@ -43,6 +43,9 @@ class Outcome(StrEnum):
     SILENCED = "silenced"
     SKIPPED = "skipped"  # send_resolved off, or a reminder within repeat_interval
     ORPHANED = "orphaned"  # the integration left the configuration
+    #: Sending raised something other than a DeliveryError (a bug, or a message the
+    #: receiver's library refuses): the item is kept in the outbox but not tried again.
+    SET_ASIDE = "set_aside"
 
 
 @dataclass
@@ -101,6 +104,9 @@ class OutboxItem:
     attempts: int = 0
     last_error: str | None = None
     blocking: bool = True  # a retryable failure: later items of the integration wait
+    #: When an unexpected error set the item aside; it then waits for an operator, never
+    #: for a retry, so one message nothing can send does not hold up the others.
+    set_aside_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,11 +122,13 @@ class OutboxItem:
             "attempts": self.attempts,
             "last_error": self.last_error,
             "blocking": self.blocking,
+            "set_aside_at": self.set_aside_at.isoformat() if self.set_aside_at else None,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OutboxItem:
         repeat = data.get("repeat_interval")
+        set_aside = data.get("set_aside_at")
         return cls(
             id=data["id"],
             serial=int(data["serial"]),
@@ -132,7 +140,20 @@ class OutboxItem:
             attempts=int(data.get("attempts", 0)),
             last_error=data.get("last_error"),
             blocking=bool(data.get("blocking", True)),
+            set_aside_at=datetime.fromisoformat(set_aside) if set_aside else None,
         )
+
+    def report(self) -> dict[str, Any]:
+        """What an operator needs to see about a set-aside item (``/status``)."""
+        return {
+            "id": self.id,
+            "integration": self.integration,
+            "alerts": [f"{t.fingerprint}#{t.sequence}" for t in self.transitions],
+            "rules": sorted({t.rule for t in self.transitions}),
+            "set_aside_at": self.set_aside_at.isoformat() if self.set_aside_at else None,
+            "attempts": self.attempts,
+            "error": self.last_error,
+        }
 
 
 @dataclass(frozen=True)
@@ -177,6 +198,9 @@ class Outbox:
     def ordered(self) -> list[OutboxItem]:
         return sorted(self._items.values(), key=lambda i: (i.serial, i.id))
 
+    def set_aside(self) -> list[OutboxItem]:
+        return [i for i in self.ordered() if i.set_aside_at is not None]
+
     def next_serial(self) -> int:
         return max((i.serial for i in self._items.values()), default=0) + 1
 
@@ -203,7 +227,7 @@ class Outbox:
         due: list[datetime] = []
         blocked: set[str] = set()
         for item in self.ordered():
-            if item.integration in blocked:
+            if item.integration in blocked or item.set_aside_at is not None:
                 continue
             due.append(item.next_attempt_at)
             if item.blocking and item.attempts:
@@ -443,7 +467,7 @@ class Notifier:
         blocked: set[str] = set()
         silences = list(self._silences())
         for item in self.outbox.ordered():
-            if item.integration in blocked:
+            if item.integration in blocked or item.set_aside_at is not None:
                 continue
             integration = self.integrations.get(item.integration)
             if integration is None:
@@ -455,8 +479,7 @@ class Notifier:
                 if item.blocking and item.attempts:
                     blocked.add(item.integration)  # keep the order of one receiver's messages
                 continue
-            delivered = await self._deliver(item, integration, silences, now)
-            if not delivered and item.blocking:
+            if await self._deliver(item, integration, silences, now):
                 blocked.add(item.integration)
 
     async def _deliver(
@@ -466,6 +489,7 @@ class Notifier:
         silences: Sequence[Silence],
         now: datetime,
     ) -> bool:
+        """Send one item; say whether the integration's later items must wait for it."""
         ctx = StageContext(
             integration=integration,
             now=now,
@@ -475,20 +499,26 @@ class Notifier:
             repeat_interval=item.repeat_interval,
         )
         transitions = list(item.transitions)
-        for stage in self.stages:
-            transitions = stage(ctx, transitions)
-            if not transitions:
-                break
         sender = self.senders[integration.key]
-        for delivery in self._messages(integration.key, transitions):
-            try:
-                thread = await sender.send(delivery)
-            except DeliveryError as exc:
-                self._failed(item, transitions, delivery, exc, now)
-                return False
-            self._record(integration.key, delivery, thread, now)
+        try:
+            for stage in self.stages:
+                transitions = stage(ctx, transitions)
+                if not transitions:
+                    break
+            for delivery in self._messages(integration.key, transitions):
+                try:
+                    thread = await sender.send(delivery)
+                except DeliveryError as exc:
+                    self._failed(item, transitions, delivery, exc, now)
+                    return exc.retryable
+                self._record(integration.key, delivery, thread, now)
+        except Exception as exc:
+            # Anything else will fail the same way on every tick: retrying it would raise
+            # out of every call and stop the whole outbox behind it.
+            self._set_aside(item, transitions, exc, now)
+            return False
         self.outbox.remove(item.id)
-        return True
+        return False
 
     def _messages(self, key: str, transitions: list[AlertTransition]) -> list[Delivery]:
         """Split transitions by the thread they belong under; new threads first."""
@@ -580,6 +610,35 @@ class Notifier:
             error,
         )
 
+    def _set_aside(
+        self,
+        item: OutboxItem,
+        passed: list[AlertTransition],
+        error: Exception,
+        now: datetime,
+    ) -> None:
+        remaining = [t for t in passed if not self.nflog.was_delivered(item.integration, t)]
+        text = f"{type(error).__name__}: {error}"
+        self.outbox.put(
+            replace(
+                item,
+                transitions=remaining or item.transitions,
+                attempts=item.attempts + 1,
+                last_error=text,
+                blocking=False,
+                set_aside_at=now,
+            )
+        )
+        self.metrics.count(item.integration, Outcome.SET_ASIDE, len(remaining))
+        self.metrics.message(item.integration, Outcome.SET_ASIDE)
+        log.error(
+            "notification %s to %s set aside, it will not be retried: %s",
+            item.id,
+            item.integration,
+            text,
+            exc_info=error,
+        )
+
     # --- state ---------------------------------------------------------------------------
 
     def take_changes(self) -> dict[str, dict[str, Any] | None]:
@@ -609,6 +668,10 @@ class Notifier:
 
     def gc(self, now: datetime, retention: timedelta = timedelta(days=7)) -> None:
         self.nflog.gc(now, retention)
+
+    def set_aside(self) -> list[dict[str, Any]]:
+        """Items an unexpected error set aside, with that error: for ``/status``."""
+        return [item.report() for item in self.outbox.set_aside()]
 
     def outbox_sizes(self) -> dict[str, int]:
         sizes: Counter[str] = Counter(i.integration for i in self.outbox.ordered())

@@ -81,6 +81,14 @@ class PartitionNotifiers:
             else:
                 self._table[name] = value
 
+    def set_aside(self) -> list[dict[str, Any]]:
+        """Outbox items an unexpected error set aside, on the partitions this worker holds."""
+        return [
+            {"partition": partition, **item}
+            for partition, notifier in sorted(self._by_partition.items())
+            for item in notifier.set_aside()
+        ]
+
     def outbox_sizes(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
         for notifier in self._by_partition.values():

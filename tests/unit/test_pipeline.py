@@ -34,10 +34,17 @@ class RecordingSender:
         self.threads = threads
         self.sent: list[Delivery] = []
         self.failures: list[DeliveryError] = []
+        #: Fingerprints whose message the receiver's library refuses, every time.
+        self.refused: set[str] = set()
+        self.refusals = 0
 
     async def send(self, delivery: Delivery) -> ThreadRef | None:
         if self.failures:
             raise self.failures.pop(0)
+        if any(t.fingerprint in self.refused for t in delivery.transitions):
+            self.refusals += 1
+            # What email.message raises for a header value with a line break in it.
+            raise ValueError("Header values may not contain linefeed or carriage return")
         self.sent.append(delivery)
         if delivery.reply_to is None and self.threads:
             return ThreadRef(channel="C1", ts=f"{len(self.sent)}.0")
@@ -210,6 +217,57 @@ def test_retry_after_is_honoured_and_permanent_errors_do_not_block_others() -> N
     _run(scenario())
     assert [d.transitions[0].isp for d in sender.sent] == ["yahoo"]
     assert len(notifier.outbox) == 1  # kept, not dropped
+
+
+def test_an_unexpected_error_sets_the_item_aside_and_the_others_go_on() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender, group_wait="0s")
+    bad = gmail_throttling()
+    sender.refused.add(bad.fingerprint)
+
+    async def scenario() -> None:
+        await notifier.process(bad, T0)
+        await notifier.process(yahoo_throttling(), T0 + timedelta(seconds=1))
+        await notifier.process(microsoft_blocklist(), T0 + timedelta(seconds=2))
+        for minutes in (1, 10, 60):
+            await notifier.tick(T0 + timedelta(minutes=minutes))
+
+    _run(scenario())
+    assert [d.transitions[0].isp for d in sender.sent] == ["yahoo", "microsoft"]
+    assert sender.refusals == 1  # not tried again on every tick
+    [item] = notifier.outbox.ordered()
+    assert item.set_aside_at == T0 and not item.blocking
+    assert notifier.next_due() is None
+    [report] = notifier.set_aside()
+    assert report["alerts"] == [f"{bad.fingerprint}#1"]
+    assert report["error"] == (
+        "ValueError: Header values may not contain linefeed or carriage return"
+    )
+    assert notifier.metrics.messages[(KEY, Outcome.SET_ASIDE.value)] == 1
+    assert notifier.metrics.transitions[(KEY, Outcome.SET_ASIDE.value)] == 1
+    assert notifier.outbox_sizes() == {KEY: 1}  # still in the outbox, for an operator
+
+    # It stays set aside across a restart.
+    table = {k: v for k, v in notifier.take_changes().items() if v is not None}
+    restarted = _notifier(RecordingSender(), group_wait="0s")
+    restarted.restore(table.items())
+    assert restarted.set_aside() == [report]
+
+
+def test_a_set_aside_item_does_not_hold_up_the_next_transition_of_its_alert() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender, group_wait="0s")
+    firing = gmail_throttling()
+    sender.refused.add(firing.fingerprint)
+
+    async def scenario() -> None:
+        await notifier.process(firing, T0)
+        sender.refused.clear()
+        await notifier.process(resolved(firing), T0 + timedelta(minutes=30))
+
+    _run(scenario())
+    assert [d.transitions[0].kind for d in sender.sent] == [TransitionKind.RESOLVED]
+    assert len(notifier.set_aside()) == 1
 
 
 def _silence(now_hours: float = 1) -> Silence:
