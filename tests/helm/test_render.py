@@ -99,6 +99,38 @@ def _check_service_monitor(sm: Manifest) -> list[str]:
     return problems
 
 
+def _monitored_service(rendered: Rendered, sm: Manifest) -> Manifest:
+    """The one Service of the release that the ServiceMonitor selects."""
+    selector = sm["spec"]["selector"]["matchLabels"]
+    selected = [
+        s for s in rendered.of_kind("Service") if _selects(selector, s["metadata"]["labels"])
+    ]
+    names = [s["metadata"]["name"] for s in selected]
+    assert len(selected) == 1, f"the ServiceMonitor selects {names}"
+    return selected[0]
+
+
+@pytest.mark.parametrize(
+    ("values_case", "sets"),
+    [
+        ("default", ["metrics.serviceMonitor.enabled=true"]),
+        ("full", []),
+        ("existing-configmap", ["metrics.serviceMonitor.enabled=true"]),
+        ("full", ["service.labels=null", "commonLabels=null"]),
+    ],
+)
+def test_service_monitor_selects_one_service(values_case: str, sets: list[str]) -> None:
+    """Each pod is scraped once: a ServiceMonitor scrapes every endpoint of every Service it
+    selects, so selecting the headless Service too would count every pod twice (and double
+    every sum). It selects the metrics Service, never the StatefulSet's headless one."""
+    rendered = render(CASES[values_case], sets)
+    sm = rendered.one("ServiceMonitor")
+    service = _monitored_service(rendered, sm)
+    headless = rendered.one("StatefulSet")["spec"]["serviceName"]
+    assert service["metadata"]["name"] != headless
+    assert service["spec"].get("clusterIP") != "None"
+
+
 def test_service_monitor_shape_and_target(rendered: Rendered) -> None:
     monitors = rendered.of_kind("ServiceMonitor")
     if not monitors:
@@ -106,9 +138,7 @@ def test_service_monitor_shape_and_target(rendered: Rendered) -> None:
     sm = monitors[0]
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert not _check_service_monitor(sm)
-    service = rendered.of_kind("Service")[0]
-    selector = sm["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= service["metadata"]["labels"].items()
+    service = _monitored_service(rendered, sm)
     port_names = {port["name"] for port in service["spec"]["ports"]}
     assert {endpoint["port"] for endpoint in sm["spec"]["endpoints"]} <= port_names
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"

@@ -65,6 +65,15 @@ StatefulSet's pod ordinal and controller-revision hash still fit the 63-characte
 {{- printf "%s-topics" (include "bouncewatch.fullname" .) -}}
 {{- end -}}
 
+{{/*
+The label only the metrics Service carries, and the ServiceMonitor selects on (with the
+selector labels). The headless Service shares the selector labels: a ServiceMonitor that
+selected both would scrape every pod twice and double every sum.
+*/}}
+{{- define "bouncewatch.metricsServiceLabels" -}}
+bouncewatch.io/metrics: "true"
+{{- end -}}
+
 {{/* The label that lets a pod through the NetworkPolicy when allowExternal is false. */}}
 {{- define "bouncewatch.clientLabel" -}}
 {{- printf "%s-client" (include "bouncewatch.fullname" .) -}}
