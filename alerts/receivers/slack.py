@@ -10,6 +10,12 @@ Retry-After is short; anything longer surfaces as a :class:`DeliveryError` carry
 Retry-After, and the pipeline's outbox waits that long instead of blocking the worker.
 slack-sdk's webhook client consults retry handlers only for a 429 and connection errors, so
 a webhook's 5xx goes straight to the outbox.
+
+An incoming-webhook URL is a credential (whoever has it can post to the channel), yet
+slack-sdk writes it into its DEBUG log lines and, whenever its logger's level is unset, into
+INFO lines about retries; error texts can carry it too (a proxy's 404 page echoes the path).
+The clients therefore log through :data:`SDK_LOG`, whose filter masks every secret it was
+given, and every error text leaving this module goes through :func:`redact`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -38,6 +45,53 @@ from alerts.routing import Integration, SlackConfig, SlackMode
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
+
+MASK = "***"
+
+
+class _Redact(logging.Filter):
+    """Masks registered secrets in every record of the logger it is attached to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def add(self, secret: str) -> None:
+        if secret:
+            self.secrets.add(secret)
+
+    def redact(self, text: str) -> str:
+        # Longest first: a full URL goes before its own path.
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self.redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_REDACT = _Redact()
+#: The logger handed to slack-sdk's clients (records propagate to the root as usual).
+SDK_LOG = logging.getLogger(f"{__name__}.sdk")
+SDK_LOG.addFilter(_REDACT)
+
+
+def _secret_webhook(url: str) -> None:
+    """Register a webhook URL (and its path, the secret part) to be masked everywhere."""
+    _REDACT.add(url)
+    path = urlsplit(url).path
+    if len(path.strip("/")) > 0:
+        _REDACT.add(path)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered Slack secret masked."""
+    return _REDACT.redact(text)
+
 
 #: Slack ``error`` values worth retrying later; every other error is a configuration or
 #: payload problem that retrying soon will not fix (``channel_not_found``, ``invalid_auth``).
@@ -143,10 +197,13 @@ class SlackBotSender:
         self._channel = channel
         # No shared aiohttp session: slack-sdk then opens one per call, so the sender is not
         # tied to the event loop it was built on and needs no closing.
+        # slack-sdk masks the token in the headers it logs; this covers any other place.
+        _REDACT.add(token)
         self._client = AsyncWebClient(
             token=token,
             base_url=base_url,
             timeout=timeout,
+            logger=SDK_LOG,
             retry_handlers=handlers if handlers is not None else retry_handlers(),
         )
 
@@ -160,7 +217,7 @@ class SlackBotSender:
         except SlackApiError as exc:
             raise _api_error(exc, method) from exc
         except _TRANSPORT_ERRORS as exc:
-            raise DeliveryError(f"{method}: {type(exc).__name__}: {exc}") from exc
+            raise DeliveryError(redact(f"{method}: {type(exc).__name__}: {exc}")) from exc
         data = response.data
         if not isinstance(data, dict):
             raise DeliveryError(f"{method}: unexpected response body", retryable=True)
@@ -183,10 +240,15 @@ class SlackBotSender:
                 await self._call(
                     "chat.update", channel=thread.channel, ts=thread.ts, **_payload(parent)
                 )
-            except DeliveryError as exc:
-                # The reply is delivered; failing here would send it again. A stale header
-                # is the lesser harm, and the next update edits it again.
-                log.warning("slack %s: chat.update of the first message failed: %s", self.key, exc)
+            except Exception as exc:
+                # The reply is delivered; failing here would send it again (or, for an
+                # unexpected error, set aside a message that went out). A stale header is
+                # the lesser harm, and the next update edits it again.
+                log.warning(
+                    "slack %s: chat.update of the first message failed: %s",
+                    self.key,
+                    redact(f"{type(exc).__name__}: {exc}"),
+                )
         return None
 
     async def aclose(self) -> None:
@@ -200,6 +262,10 @@ def _payload(message: SlackMessage) -> dict[str, Any]:
         "unfurl_links": False,
         "unfurl_media": False,
     }
+
+
+class WebhookError(RuntimeError):
+    """slack-sdk's webhook client raised something unexpected; the text is redacted."""
 
 
 class SlackWebhookSender:
@@ -216,9 +282,11 @@ class SlackWebhookSender:
     ) -> None:
         self._key = key
         self._config = config
+        _secret_webhook(url)
         self._client = AsyncWebhookClient(
             url=url,
             timeout=timeout,
+            logger=SDK_LOG,
             retry_handlers=handlers if handlers is not None else retry_handlers(),
         )
 
@@ -233,12 +301,17 @@ class SlackWebhookSender:
                 text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False
             )
         except _TRANSPORT_ERRORS as exc:
-            raise DeliveryError(f"webhook: {type(exc).__name__}: {exc}") from exc
+            # Not chained: the original exception's text (and a traceback logging it) may
+            # carry the URL.
+            raise DeliveryError(redact(f"webhook: {type(exc).__name__}: {exc}")) from None
+        except Exception as exc:
+            raise WebhookError(redact(f"webhook: {type(exc).__name__}: {exc}")) from None
         status = response.status_code
         if status == 200:
             return None
         raise DeliveryError(
-            f"webhook: HTTP {status} {response.body[:200]}",
+            # Redacted before cutting, so a cut cannot leave half a secret behind.
+            redact(f"webhook: HTTP {status} {response.body}")[:240],
             retryable=status == 429 or status >= 500,
             retry_after=_retry_after(response.headers) if status == 429 else None,
         )

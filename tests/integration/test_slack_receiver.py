@@ -8,6 +8,7 @@ that the outbox rides out and delivers exactly once, and incoming-webhook mode.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,9 +20,17 @@ from alerts.receivers import Delivery, DeliveryError
 from alerts.receivers.slack import SlackBotSender, SlackWebhookSender, retry_handlers
 from alerts.routing import NotifyConfig, SlackConfig, SlackMode
 from schemas.alert import TransitionKind
-from tests.support.alert_samples import T0, followup, gmail_throttling, resolved
+from tests.support.alert_samples import (
+    T0,
+    followup,
+    gmail_throttling,
+    resolved,
+    yahoo_throttling,
+)
 from tests.support.slack_standin import (
     TOKEN,
+    WEBHOOK_PATH,
+    Scripted,
     SlackStandIn,
     api_error,
     channel_id,
@@ -206,3 +215,50 @@ def test_webhook_outage_goes_to_the_outbox(standin: SlackStandIn) -> None:
     standin.unscript("webhook")  # the outage is over
     asyncio.run(notifier.retry_due(T0 + timedelta(seconds=10)))
     assert len(notifier.outbox) == 0 and len(standin.webhook_messages) == 1
+
+
+def test_webhook_url_is_never_logged_nor_stored(
+    standin: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = WEBHOOK_PATH.rsplit("/", 1)[-1]
+    sender = SlackWebhookSender(
+        KEY,
+        SlackConfig(mode=SlackMode.WEBHOOK),
+        url=standin.webhook_url,
+        timeout=5,
+        handlers=retry_handlers(backoff=0.05),
+    )
+    notifier = _notifier(sender, mode="webhook")
+    errors: list[str] = []
+
+    async def scenario() -> None:
+        # A 429 retried within the call: slack-sdk logs the retry, naming the URL.
+        standin.script("webhook", rate_limited(retry_after=1))
+        await notifier.process(gmail_throttling(), T0)
+        # A proxy's 404 page echoing the requested path, stored as the item's error.
+        page = f"<html><body>The requested URL {WEBHOOK_PATH} was not found.</body></html>"
+        standin.script("webhook", Scripted(404, page))
+        await notifier.process(yahoo_throttling(), T0 + timedelta(seconds=1))
+        [item] = notifier.outbox.ordered()
+        errors.append(item.last_error or "")
+        standin.go_down()
+        try:
+            await notifier.retry_due(T0 + timedelta(hours=1))
+        finally:
+            standin.come_up()
+        [item] = notifier.outbox.ordered()
+        errors.append(item.last_error or "")
+        await notifier.retry_due(T0 + timedelta(hours=2))
+
+    asyncio.run(scenario())
+    assert len(standin.webhook_messages) == 2 and len(notifier.outbox) == 0
+    assert "HTTP 404" in errors[0] and "ClientConnectorError" in errors[1]
+    assert not any(secret in e for e in errors), errors
+    formatter = logging.Formatter()
+    logged = [formatter.format(r) for r in caplog.records]
+    # slack-sdk's DEBUG request lines were captured: the check below is not vacuous.
+    assert any("Sending a request" in line for line in logged)
+    leaks = [line for line in logged if secret in line]
+    assert leaks == []
+    assert not any(secret in repr(r.args) or secret in str(r.msg) for r in caplog.records)
