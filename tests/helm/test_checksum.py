@@ -27,7 +27,9 @@ def test_inline_rules_checksum_follows_the_rules() -> None:
 
 def test_full_case_mounts_the_inline_rules() -> None:
     rendered = rendered_case("full")
-    configmap = rendered.one("ConfigMap")
+    (configmap,) = [
+        m for m in rendered.of_kind("ConfigMap") if m["metadata"]["name"].endswith("-rules")
+    ]
     statefulset = rendered.one("StatefulSet")
     pod = statefulset["spec"]["template"]
     assert "checksum/rules" in pod["metadata"]["annotations"]

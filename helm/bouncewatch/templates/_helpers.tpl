@@ -121,6 +121,30 @@ and upgrade time (`helm template` and --dry-run cannot look it up, and hash an e
 {{- end -}}
 {{- end -}}
 
+{{/* The ConfigMap holding the notifications file: the chart's own, or an existing one. */}}
+{{- define "bouncewatch.notificationsConfigMapName" -}}
+{{- if .Values.notifications.inline -}}
+{{- printf "%s-notifications" (include "bouncewatch.fullname" .) -}}
+{{- else -}}
+{{- .Values.notifications.existingConfigMap -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether a notifications ConfigMap is mounted at all ("true" or ""). */}}
+{{- define "bouncewatch.notificationsEnabled" -}}
+{{- if or .Values.notifications.inline .Values.notifications.existingConfigMap -}}true{{- end -}}
+{{- end -}}
+
+{{/* Checksum of the notifications file, as bouncewatch.rulesChecksum does for the rules. */}}
+{{- define "bouncewatch.notificationsChecksum" -}}
+{{- if .Values.notifications.inline -}}
+{{- (fromYaml (include (print .Template.BasePath "/configmap-notifications.yaml") .)).data | toJson | sha256sum -}}
+{{- else if .Values.notifications.existingConfigMap -}}
+{{- $cm := lookup "v1" "ConfigMap" (include "bouncewatch.namespace" .) .Values.notifications.existingConfigMap -}}
+{{- (get (default (dict) $cm) "data") | default (dict) | toJson | sha256sum -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The image reference: registry/repository:tag, or @digest when a digest is given. */}}
 {{- define "bouncewatch.image" -}}
 {{- $repository := .Values.image.repository -}}
@@ -412,6 +436,10 @@ Secrets appear only as *_FILE paths into the credentials volume.
 - name: BOUNCEWATCH_RULES_FILE
   value: {{ printf "%s/%s" $v.rules.mountPath $v.rules.key | quote }}
 {{- end }}
+{{- if include "bouncewatch.notificationsEnabled" . }}
+- name: BOUNCEWATCH_NOTIFY_FILE
+  value: {{ printf "%s/%s" $v.notifications.mountPath $v.notifications.key | quote }}
+{{- end }}
 {{- if $v.slack.channel }}
 - name: BOUNCEWATCH_SLACK_CHANNEL
   value: {{ $v.slack.channel | quote }}
@@ -468,6 +496,12 @@ Secrets appear only as *_FILE paths into the credentials volume.
 {{- end -}}
 {{- if and $v.rules.inline $v.rules.existingConfigMap -}}
 {{- $errors = append $errors "set rules.inline or rules.existingConfigMap, not both" -}}
+{{- end -}}
+{{- if and $v.notifications.inline $v.notifications.existingConfigMap -}}
+{{- $errors = append $errors "set notifications.inline or notifications.existingConfigMap, not both" -}}
+{{- end -}}
+{{- if and (include "bouncewatch.rulesEnabled" .) (include "bouncewatch.notificationsEnabled" .) (eq (clean $v.rules.mountPath) (clean $v.notifications.mountPath)) -}}
+{{- $errors = append $errors "rules.mountPath and notifications.mountPath must differ (each ConfigMap is mounted on a directory of its own)" -}}
 {{- end -}}
 {{- if and $v.slack.existingSecret (not (or $v.slack.tokenKey $v.slack.webhookUrlKey)) -}}
 {{- $errors = append $errors "slack.existingSecret needs slack.tokenKey and/or slack.webhookUrlKey" -}}
