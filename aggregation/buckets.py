@@ -11,12 +11,12 @@ Aggregation keys are strings (they are Kafka keys): ``isp=gmail`` for the ISP al
 Time is event time in integer epoch seconds, cut into buckets ``[start, start + bucket)``.
 Two delays apply, as with Flink's early firing plus allowed lateness:
 
-- The *watermark* is the maximum event time seen minus the evaluation delay (or a later time
-  the caller passes, such as a worker-wide watermark); it only moves forward. A bucket ending
-  at or before it may be evaluated, so an alert lags the traffic by about the evaluation
-  delay (default one minute), not by the allowed lateness.
+- The *watermark* is the event time every input has reached (``aggregation.watermark``)
+  minus the evaluation delay; the caller passes it, and it only moves forward. A bucket
+  ending at or before it may be evaluated, so an alert lags the traffic by about the
+  evaluation delay (default one minute), not by the allowed lateness.
 - The *late cut-off* is the watermark minus (allowed lateness - evaluation delay), that is the
-  maximum event time minus the allowed lateness. Counts for a bucket that ends after it are
+  inputs' event time minus the allowed lateness. Counts for a bucket that ends after it are
   still merged, even if the bucket was evaluated already: they count in every later window
   that covers the bucket. Counts for a bucket ending at or before it are counted in ``late``
   and in no bucket, so buckets behind the cut-off never change again.
@@ -480,8 +480,8 @@ class AggregationConfig:
     def watermark_for(self, max_event_time: float) -> int:
         """The watermark reached once ``max_event_time`` is seen (whole seconds).
 
-        A worker-wide watermark must be computed this way from the worker's maximum event
-        time, so that it means the same as each key's own.
+        Live and offline alike compute it this way from the event time every input has
+        reached, so that a watermark means the same everywhere.
         """
         return math.floor(max_event_time) - self.evaluation_delay_seconds
 
@@ -491,7 +491,7 @@ class AggregationConfig:
         ``watermark - (lateness - delay)``: with ``watermark_for`` this is the maximum event
         time minus the allowed lateness. Deriving it from the watermark rather than from the
         key's own maximum event time keeps a key that had no recent traffic consistent with
-        the rest of the worker: its cut-off moves with the watermark passed to it.
+        the rest, and a key fed by a fast input from judging a slow one's events late.
         """
         return watermark - (self.lateness_seconds - self.evaluation_delay_seconds)
 
@@ -524,12 +524,12 @@ class KeyBuckets:
     def merge(self, partial: Partial, watermark: int | None = None) -> int:
         """Merge one partial; return how many of its attempts were late (and not counted).
 
-        ``watermark``, when given, first advances the evaluated-through time (for instance to
-        a worker-wide watermark from ``AggregationConfig.watermark_for``, so that keys with no
-        traffic move on too); the key's own watermark (max event time minus the evaluation
-        delay) is applied after merging. Counts for buckets ending at or before the late
-        cut-off of the watermark so far are late; all others are merged, also into buckets
-        that were evaluated already.
+        ``watermark``, when given, first advances the evaluated-through time (the watermark
+        of every input, ``aggregation.watermark.Progress``). The key's own latest event time
+        never moves it: a worker reading its inputs at different speeds would then judge the
+        slower inputs' events late against the fastest one. Counts for buckets ending at or
+        before the late cut-off of the watermark so far are late; all others are merged, also
+        into buckets that were evaluated already.
 
         A partial whose offset ranges all end at or before the last merged offset of their
         source partitions is a re-send and is skipped. One that starts inside a merged range
@@ -568,16 +568,7 @@ class KeyBuckets:
             self.max_event_time is None or partial.max_event_time > self.max_event_time
         ):
             self.max_event_time = partial.max_event_time
-        own = self.own_watermark()
-        if own is not None:
-            self.advance(own)
         return late
-
-    def own_watermark(self) -> int | None:
-        """The maximum event time seen minus the evaluation delay (whole seconds)."""
-        if self.max_event_time is None:
-            return None
-        return self.config.watermark_for(self.max_event_time)
 
     def late_cutoff(self) -> int | None:
         """Buckets ending at or before this accept no more counts (``None``: all do)."""

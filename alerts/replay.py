@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from aggregation.buckets import KeyBuckets, PartialBuilder, align_down, epoch_seconds
+from alerts.catchup import KeyState, evaluate_through
 from alerts.evaluate import Evaluator, default_isp_name
 from alerts.rules import RuleSet
-from alerts.state import AlertStateRecord
 from delivery.types import Classification, Isp
 from schemas.alert import AlertTransition
 from schemas.event import DeliveryEvent
@@ -106,7 +106,7 @@ class Replay:
             rules.key_specs(), self.config.bucket_seconds, self.config.reply_capacity
         )
         self.table: dict[str, KeyBuckets] = {}
-        self.states: dict[str, dict[str, AlertStateRecord]] = {}
+        self.states: dict[str, KeyState] = {}
         self.result = ReplayResult()
         self._on_transition = on_transition
         self._next_tick: int | None = None
@@ -156,34 +156,39 @@ class Replay:
         if self._watermark is not None and watermark <= self._watermark:
             return
         self._watermark = watermark
-        size = self.config.bucket_seconds
-        if self._next_tick is None:
+        if self._next_tick is None or self._next_tick > watermark:
             return
-        while self._next_tick <= watermark:
-            self._flush()
-            self._tick(self._next_tick)
-            self._next_tick += size
+        self._flush()
+        found: list[AlertTransition] = []
+        for key in sorted(self.table):
+            state = self.states.get(key)
+            if state is None:
+                state = self.states[key] = KeyState()
+            before = state.next_eval
+            found.extend(evaluate_through(self.evaluator, self.table[key], state, watermark))
+            if state.next_eval != before:
+                self.result.stats.evaluations += 1
+        size = self.config.bucket_seconds
+        self._next_tick = align_down(watermark, size) + size
+        # Keys are evaluated one after the other; announce in event-time order.
+        found.sort(key=lambda t: t.event_time)
+        for transition in found:
+            self.result.transitions.append(transition)
+            if self._on_transition is not None:
+                self._on_transition(transition)
 
     def _flush(self) -> None:
         for key, partial in self.builder.drain().items():
             kb = self.table.get(key)
             if kb is None:
                 kb = self.table[key] = KeyBuckets(key, self.config)
-            self.result.stats.late += kb.merge(partial)
+            self.result.stats.late += kb.merge(partial, self._merged_watermark())
 
-    def _tick(self, boundary: int) -> None:
-        for key in sorted(self.table):
-            kb = self.table[key]
-            kb.advance(boundary)
-            states = self.states.get(key, {})
-            transitions, new_states = self.evaluator.evaluate(kb, states, boundary)
-            if new_states:
-                self.states[key] = new_states
-            self.result.stats.evaluations += 1
-            for transition in transitions:
-                self.result.transitions.append(transition)
-                if self._on_transition is not None:
-                    self._on_transition(transition)
+    def _merged_watermark(self) -> int | None:
+        """The watermark every key has been evaluated through (none before the first)."""
+        if self._next_tick is None:
+            return None
+        return self._next_tick - self.config.bucket_seconds
 
 
 def replay(

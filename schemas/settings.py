@@ -155,6 +155,26 @@ class Settings(BaseSettings):
         description="Longest an ingest batch waits to fill; each batch sends one partial per "
         "aggregation key it saw, so longer batches mean fewer merges per second",
     )
+    ingest_idle_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="An input partition read to its end with nothing new for this long stops "
+        "holding back event time (the watermark is the slowest partition's otherwise)",
+    )
+    max_event_ahead: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds an event's time may be ahead of the clock; later events are "
+        "dead-lettered (a wrong clock, milliseconds sent as seconds)",
+    )
+    max_event_behind: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="Seconds an event's time may be behind the latest one read from its input "
+        "partition; older events are dead-lettered (events within it but behind the allowed "
+        "lateness count as late)",
+    )
     isp_unknown: Literal["other", "domain"] = Field(
         default="other",
         description="Unknown recipient domains count as ISP `other`, or each as its own key",

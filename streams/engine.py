@@ -8,6 +8,7 @@ between topics and tables.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -23,15 +24,16 @@ from aggregation.buckets import (
     keeps_reply,
 )
 from aggregation.topk import reply_key
+from aggregation.watermark import InputProgress, Progress, TimeBounds
+from alerts.catchup import KeyState, evaluate_through
 from alerts.evaluate import Evaluator
 from alerts.rules import RuleSet, load_default_rules, load_rules
-from alerts.state import AlertStateRecord
 from delivery.adapters import Decoded, decode_message
 from delivery.classify import ReplyClassifier, default_classifier
 from delivery.isp import IspResolver, load_resolver
 from delivery.mx_lookup import MxCache
 from delivery.types import Classification
-from schemas.alert import AlertState, AlertTransition
+from schemas.alert import AlertTransition
 from schemas.event import DeliveryEvent
 from schemas.settings import Settings
 
@@ -63,6 +65,8 @@ class Engine:
     input_format: str = "auto"
     #: MX hosts of domains the ISP table does not know (``BOUNCEWATCH_MX_LOOKUP``).
     mx_cache: MxCache | None = None
+    #: How far an event's time may stray from the present (``aggregation.watermark``).
+    time_bounds: TimeBounds = field(default_factory=TimeBounds)
     config: AggregationConfig = field(init=False)
     evaluator: Evaluator = field(init=False)
 
@@ -93,6 +97,7 @@ class Engine:
             mx_cache=MxCache(nameservers=settings.mx_nameserver_list)
             if settings.mx_lookup
             else None,
+            time_bounds=TimeBounds(settings.max_event_ahead, settings.max_event_behind),
         )
 
     def isp_name(self, key: str) -> str:
@@ -172,40 +177,6 @@ class BatchTally:
 #: evaluation, so no bucket a pending evaluation reads is pruned first, however large the
 #: batch a worker catching up on a backlog reads.
 MAX_FLUSH_SPAN_SECONDS = 300
-
-
-class Progress:
-    """How far in event time one partials partition has received every batch's partials.
-
-    After sending a batch's partials, the ingest agent sends each partials partition a
-    progress record with the batch's highest event time per input source. Kafka keeps one
-    partition in order, so once that record is read every partial of the batch bound for
-    the partition has been merged. Evaluating only up to this point means no key is judged
-    over a bucket whose partials are still in flight on another partition.
-
-    Input sources are not in step with each other (a worker catching up on one partition
-    reads older events than the others), so the partition's event time is the slowest
-    source's, as in Flink; a source more than the allowed lateness behind the fastest is
-    left out, so an idle or stuck partition cannot hold evaluation back (its events will
-    count as late).
-    """
-
-    def __init__(self, lateness_seconds: int) -> None:
-        self._lateness = lateness_seconds
-        self._sources: dict[int, dict[str, float]] = {}
-
-    def update(self, partition: int, sources: dict[str, float]) -> None:
-        mine = self._sources.setdefault(partition, {})
-        for source, t in sources.items():
-            if t > mine.get(source, float("-inf")):
-                mine[source] = t
-
-    def event_time(self, partition: int) -> float | None:
-        sources = self._sources.get(partition)
-        if not sources:
-            return None
-        newest = max(sources.values())
-        return min(t for t in sources.values() if t >= newest - self._lateness)
 
 
 #: The dimensions an event is labelled with, as far as the rules group by them: one value or
@@ -375,10 +346,15 @@ def read_message(
     offset: int,
     tally: BatchTally,
     groups: EventGroups,
+    inputs: InputProgress | None = None,
+    now: float = 0.0,
 ) -> Decoded:
     """Decode one Kafka message and count its events in ``groups`` (the batch's partials
-    once fed to ``builder``, see ``EventGroups``)."""
+    once fed to ``builder``, see ``EventGroups``); ``inputs`` first refuses the events whose
+    time cannot be right (``InputProgress.admit``, ``now`` the wall clock)."""
     decoded = decode_message(payload, engine.input_format)
+    if inputs is not None:
+        decoded = inputs.admit(decoded, partition, now)
     if decoded.events:
         groups.count(decoded.events, partition, tally)
     builder.note_offset(partition, offset)
@@ -387,67 +363,11 @@ def read_message(
 
 
 @dataclass
-class KeyState:
-    """The alert side of one aggregation key: its alert records and evaluation progress."""
-
-    records: dict[str, AlertStateRecord] = field(default_factory=dict)
-    #: The next bucket boundary to evaluate; every boundary before it has been evaluated.
-    next_eval: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "records": {fp: r.to_dict() for fp, r in self.records.items()},
-            "next_eval": self.next_eval,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> KeyState:
-        if not data:
-            return cls()
-        return cls(
-            records={
-                fp: AlertStateRecord.from_dict(r) for fp, r in data.get("records", {}).items()
-            },
-            next_eval=data.get("next_eval"),
-        )
-
-    def active(self) -> list[AlertStateRecord]:
-        return [r for r in self.records.values() if r.state is AlertState.FIRING]
-
-
-def evaluate_through(
-    engine: Engine, kb: KeyBuckets, state: KeyState, watermark: int
-) -> list[AlertTransition]:
-    """Evaluate ``kb`` at every bucket boundary up to ``watermark`` not evaluated yet.
-
-    Boundaries are evaluated one by one, in order, exactly as the offline replay does, so a
-    worker that was down or slow catches up with the same transitions. Evaluating again up to
-    the same watermark yields nothing: ``state.next_eval`` has moved past it.
-    """
-    size = engine.config.bucket_seconds
-    boundary = state.next_eval
-    if boundary is None:
-        if not kb.buckets:
-            return []
-        # Before a key's first bucket every window is empty: nothing to evaluate there.
-        boundary = min(kb.buckets) + size
-    transitions: list[AlertTransition] = []
-    while boundary <= watermark:
-        kb.advance(boundary)
-        found, records = engine.evaluator.evaluate(kb, state.records, boundary)
-        state.records = records
-        transitions.extend(found)
-        boundary += size
-    state.next_eval = boundary
-    return transitions
-
-
-@dataclass
 class Chunk:
     """What ingest sends at a flush: partials by key, the progress record, the tally."""
 
     partials: dict[str, Partial]
-    progress: dict[str, float]
+    progress: dict[str, Any]
     tally: BatchTally
 
 
@@ -455,18 +375,36 @@ class IngestBatch:
     """Reads the messages of one ingest batch into chunks of partials.
 
     A chunk is flushed whenever it spans more than ``MAX_FLUSH_SPAN_SECONDS`` of event time
-    (at a message boundary), and at the end of the batch.
+    (at a message boundary), and at the end of the batch. Its progress record is that of
+    ``inputs`` at the flush: every input partition the reader owns, of ``partitions`` in all.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        inputs: InputProgress | None = None,
+        partitions: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._engine = engine
+        self._inputs = inputs or InputProgress(engine.time_bounds)
+        self._partitions = partitions
+        self._clock = clock
         self._builder = engine.builder()
         self._groups = EventGroups(engine)
         self._tally = BatchTally()
 
     def read(self, payload: bytes, source: str, offset: int) -> tuple[Decoded, Chunk | None]:
         decoded = read_message(
-            self._engine, self._builder, payload, source, offset, self._tally, self._groups
+            self._engine,
+            self._builder,
+            payload,
+            source,
+            offset,
+            self._tally,
+            self._groups,
+            self._inputs,
+            self._clock(),
         )
         chunk = self.flush() if self._tally.span() > MAX_FLUSH_SPAN_SECONDS else None
         return decoded, chunk
@@ -474,7 +412,8 @@ class IngestBatch:
     def flush(self) -> Chunk:
         tally, self._tally = self._tally, BatchTally()
         self._groups.feed(self._builder, tally)
-        return Chunk(self._builder.drain(), dict(tally.progress), tally)
+        progress = self._inputs.record(self._clock(), self._partitions)
+        return Chunk(self._builder.drain(), progress, tally)
 
 
 #: Table entries per aggregation key: one per bucket, and one of metadata.
@@ -507,7 +446,7 @@ class Aggregator:
         self.engine = engine
         self.buckets = buckets
         self.states = states
-        self.progress = Progress(engine.config.lateness_seconds)
+        self.progress = Progress()
         self.keys_by_partition: dict[int, set[str]] = defaultdict(set)
         self._live: dict[str, KeyBuckets] = {}
         self._live_states: dict[str, KeyState] = {}
@@ -592,7 +531,7 @@ class Aggregator:
         if state.next_eval is not None and state.next_eval > wm:
             return None
         before = state.next_eval
-        transitions = evaluate_through(self.engine, kb, state, wm)
+        transitions = evaluate_through(self.engine.evaluator, kb, state, wm)
         if state.next_eval == before:
             return None
         self.evaluations += 1
@@ -621,7 +560,7 @@ class Aggregator:
         kb = self.load(partial.key)
         transitions = self.catch_up(kb, partition) or []
         duplicates = kb.duplicates
-        late = kb.merge(partial)
+        late = kb.merge(partial, self.watermark(partition))
         merged = kb.duplicates == duplicates
         self.duplicates += kb.duplicates - duplicates
         self.store(kb, partition, partial.buckets if merged else ())

@@ -32,12 +32,13 @@ from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregation.buckets import Partial, parse_key
+from alerts.catchup import KeyState
 from delivery.adapters import Decoded
 from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
 from streams.app import create_app
 from streams.deadletter import dead_letter
-from streams.engine import Aggregator, Chunk, Engine, IngestBatch, KeyState
+from streams.engine import Aggregator, Chunk, Engine, IngestBatch
 from streams.health import install_health_views, readiness
 from streams.metrics import WorkerMetrics
 from streams.notify import PartitionNotifiers, install_notify

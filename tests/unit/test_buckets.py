@@ -77,6 +77,7 @@ def test_merge_is_idempotent_per_offset_range_and_counts_late() -> None:
     assert kb.window(960, 1020).attempts == 3 and kb.duplicates == 1
     # Advance the watermark well past the bucket: a later partial for it is late.
     kb.merge(_one(2000.0, 1, 10, 19))
+    kb.advance(CONFIG.watermark_for(2000.0))  # the inputs' watermark, not the key's own
     assert kb.watermark == 2000 - 60  # the default evaluation delay
     assert kb.late_cutoff() == 2000 - 120
     assert kb.merge(_one(1000.0, 4, 20, 29)) == 4
@@ -87,6 +88,7 @@ def test_pruning_and_reply_stripping_follow_the_watermark() -> None:
     kb = KeyBuckets("isp=gmail", AggregationConfig(60, 0, 600, 120, evaluation_delay_seconds=0))
     kb.merge(_one(0.0, 1, 0, 0))
     kb.merge(_one(300.0, 1, 1, 1))
+    kb.advance(300)
     assert kb.buckets[0].replies == {} and kb.buckets[300].replies
     kb.advance(700)
     assert 0 not in kb.buckets and 300 in kb.buckets
@@ -137,8 +139,10 @@ def test_a_bucket_is_evaluated_one_minute_after_its_end() -> None:
     kb = KeyBuckets("isp=gmail", LATE_CONFIG)
     kb.merge(_at(1000.0, "p0", 0))  # bucket [960, 1020)
     kb.merge(_at(1079.0, "p0", 1))
+    kb.advance(LATE_CONFIG.watermark_for(1079.0))
     assert kb.watermark == 1019 and kb.closed_end() == 960  # 59s after its end: not yet
     kb.merge(_at(1080.0, "p0", 2))
+    kb.advance(LATE_CONFIG.watermark_for(1080.0))
     assert kb.watermark == 1020 and kb.closed_end() == 1020  # 60s after: evaluated
     # The allowed lateness is still 300s: buckets from 720 on accept counts.
     assert kb.late_cutoff() == 1080 - 300
@@ -164,14 +168,16 @@ def test_an_event_three_minutes_late_counts_in_the_next_evaluation() -> None:
     states: dict[str, AlertStateRecord] = {}
     kb.merge(_at(1030.0, "p0", 0))  # bucket [1020, 1080)
     kb.merge(_at(1100.0, "p0", 1))  # bucket [1080, 1140)
-    kb.merge(_at(1200.0, "p0", 2))  # watermark 1140
+    kb.merge(_at(1200.0, "p0", 2))
+    kb.advance(config.watermark_for(1200.0))  # 1140
     transitions, states = evaluator.evaluate(kb, states, 1140)
     assert transitions == []  # window [840, 1140) holds 2 attempts
     # Three minutes behind the latest event: its bucket [1020, 1080) was evaluated at 1140
     # already, but ends after the cut-off (1200 - 300 = 900), so the event counts there.
     assert kb.merge(_at(1020.0, "p1", 0)) == 0
     assert kb.window(1020, 1080).attempts == 2 and kb.late == 0
-    kb.merge(_at(1260.0, "p0", 3))  # watermark 1200
+    kb.merge(_at(1260.0, "p0", 3))
+    kb.advance(config.watermark_for(1260.0))  # 1200
     transitions, states = evaluator.evaluate(kb, states, 1200)
     # Window [900, 1200): 1020 (the late one), 1030 and 1100; without the late event, 2.
     assert [(t.kind.value, t.attempts) for t in transitions] == [("firing", 3)]
@@ -180,6 +186,7 @@ def test_an_event_three_minutes_late_counts_in_the_next_evaluation() -> None:
 def test_an_event_six_minutes_late_is_counted_as_late_and_in_no_bucket() -> None:
     kb = KeyBuckets("isp=gmail", LATE_CONFIG)
     kb.merge(_at(1200.0, "p0", 0))
+    kb.advance(LATE_CONFIG.watermark_for(1200.0))
     assert kb.late_cutoff() == 900
     # 1200 - 360 = 840: its bucket [840, 900) ended at the cut-off.
     assert kb.merge(_at(840.0, "p1", 0, n=2)) == 2
@@ -261,6 +268,7 @@ def test_topk_keeps_frequent_replies_under_variable_text() -> None:
 def test_merge_stays_idempotent_for_late_and_too_late_partials() -> None:
     kb = KeyBuckets("isp=gmail", LATE_CONFIG)
     kb.merge(_at(1200.0, "p0", 0))
+    kb.advance(LATE_CONFIG.watermark_for(1200.0))
     in_time, too_late = _at(1020.0, "p1", 0, n=3), _at(840.0, "p2", 0, n=2)
     assert kb.merge(in_time) == 0 and kb.merge(too_late) == 2
     before = kb.to_dict()
