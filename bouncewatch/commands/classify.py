@@ -103,7 +103,14 @@ def classify_stream(
                 continue
         else:
             line = raw
-        for answer in classify_line(line, number, reader, explain=explain):
+        try:
+            answers = classify_line(line, number, reader, explain=explain)
+        except Exception as exc:
+            # A line that finds a bug must not end the run. Only the type: the exception's
+            # text may quote the line, which can be megabytes.
+            reason = f"could not be read: {type(exc).__name__}"
+            answers = [{"line": number, "error": reason, "field": None, "format": None}]
+        for answer in answers:
             errors += "error" in answer
             out.write(json.dumps(answer, ensure_ascii=False) + "\n")
     out.flush()

@@ -8,7 +8,10 @@ JSON, or several lines of a text format (Postfix log, PowerMTA CSV with or witho
 
 Nothing here raises on bad input: every problem becomes an ``EventError`` that names the
 field, as the source format names it ("kumomta: response.code: ..."), and records that are
-not delivery attempts (opens, receptions, complaints ...) are counted in ``skipped``.
+not delivery attempts (opens, receptions, complaints ...) are counted in ``skipped``. An
+exception nobody foresaw (a bug, or input hostile enough to find one) becomes an error too:
+"could not be read: <exception type>", for the item when an adapter raised it, else for the
+whole message, whose events are then dropped so that its dead letter holds them all.
 
 Index of an item: its position in a JSON array; the line number (from 0) in newline-delimited
 JSON or text; 0 for a single event. Events drawn from one item (an SES bounce with three
@@ -35,10 +38,24 @@ from delivery.adapters import (
     sendgrid,
     ses,
 )
-from delivery.adapters.common import Converted, FormatError, loads, show, validation_reason
+from delivery.adapters.common import (
+    Converted,
+    FormatError,
+    NestingError,
+    loads,
+    show,
+    validation_reason,
+)
 from schemas.event import DeliveryEvent
 
-__all__ = ["FORMATS", "Decoded", "EventError", "StreamDecoder", "decode_line", "decode_message"]
+__all__ = [
+    "FORMATS",
+    "Decoded",
+    "EventError",
+    "StreamDecoder",
+    "decode_line",
+    "decode_message",
+]
 
 FORMATS: tuple[str, ...] = (
     "bouncewatch",
@@ -159,7 +176,16 @@ def _run(convert: Callable[[], Converted], name: str, index: int, out: _Out) -> 
         # a shape the adapter did not foresee; report it rather than lose the batch
         out.error(index, f"{name}: malformed record: {type(exc).__name__}: {exc}", None, name)
         return
+    except Exception as exc:
+        # anything else is a bug the record found; only the type, as the text may quote it
+        out.error(index, _unreadable(exc, name), None, name)
+        return
     _emit(converted, name, index, out)
+
+
+def _unreadable(exc: Exception, name: str | None = None) -> str:
+    prefix = f"{name}: " if name else ""
+    return f"{prefix}could not be read: {type(exc).__name__}"
 
 
 def _json_item(item: object, fmt: str, index: int, out: _Out) -> None:
@@ -193,6 +219,9 @@ def _json_text(text: str, fmt: str, out: _Out, index: int = 0, ndjson: bool = Tr
         return
     try:
         value = loads(text)
+    except NestingError as exc:
+        out.error(index, str(exc), None, None if fmt == AUTO else fmt)
+        return
     except json.JSONDecodeError as exc:
         if ndjson and exc.msg == "Extra data":
             _ndjson(text, fmt, out, index)
@@ -233,6 +262,15 @@ def decode_message(
     ``year`` and ``tz`` complete BSD syslog timestamps of Postfix lines (see ``postfix``).
     Never raises on bad input.
     """
+    try:
+        return _decode_message(payload, fmt, year, tz)
+    except Exception as exc:
+        # One message must not stop the worker, whatever it holds; the partial result is
+        # dropped, so that its dead letter holds every event and none is counted twice.
+        return Decoded([], [EventError(0, _unreadable(exc), None, None if fmt == AUTO else fmt)])
+
+
+def _decode_message(payload: bytes, fmt: str, year: int | None, tz: tzinfo) -> Decoded:
     if fmt != AUTO and fmt not in FORMATS:
         return _unknown_format(fmt)
     if fmt in (AUTO, native.NAME):
@@ -322,8 +360,13 @@ class StreamDecoder:
         self._text_format: str | None = None
 
     def feed_line(self, line: str) -> Decoded:
+        """The events of one line. Never raises on bad input (see ``decode_message``)."""
         out = _Out()
-        self._feed(line, out, 0)
+        try:
+            self._feed(line, out, 0)
+        except Exception as exc:
+            fmt = None if self.fmt == AUTO else self.fmt
+            return Decoded([], [EventError(0, _unreadable(exc), None, fmt)])
         return out.result()
 
     def _feed(self, line: str, out: _Out, index: int) -> None:
