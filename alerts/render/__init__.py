@@ -2,6 +2,10 @@
 
 Slack blocks, email and the console say the same things in the same words; the phrasing
 lives here once, and each renderer only lays it out.
+
+Reply texts, ISP names and group labels come from remote servers and from the events, so
+every such text goes through :func:`clean` here (no control characters, no line breaks, a
+length cap) before a renderer escapes it for its own format.
 """
 
 from __future__ import annotations
@@ -32,6 +36,28 @@ KIND_WORDS = {
 }
 
 _CATEGORY_RATE = re.compile(r"^category_rate\((\w+)\)$")
+
+#: Caps for remote text. A reply sample longer than this says nothing more to a person, and
+#: Slack sections hold 3,000 characters; an ISP name or label value this long is garbage.
+REPLY_TEXT_LIMIT = 1000
+SUMMARY_LIMIT = 1000
+LABEL_LIMIT = 100
+CODE_LIMIT = 40
+
+#: Line breaks become spaces: a reply is shown on one line, and a break in a label would
+#: end an email header early (the email library refuses such a header outright).
+_BREAKS = "\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+#: Removed: characters that reorder or hide text (bidi overrides and isolates, zero-width
+#: characters, the BOM), which can make a reply read as something it does not say.
+_INVISIBLE = (
+    "\u200b\u200c\u200d\u200e\u200f"  # zero-width space, (non-)joiner, LRM, RLM
+    "\u202a\u202b\u202c\u202d\u202e"  # bidi embeddings and overrides
+    "\u2060\u2066\u2067\u2068\u2069\ufeff"  # word joiner, bidi isolates, BOM
+)
+_CLEAN_TABLE: dict[int, str | None] = {ord(c): " " for c in _BREAKS}
+_CLEAN_TABLE.update({ord(c): None for c in _INVISIBLE})
+# Every other C0 and C1 control goes too: ESC would colour or clear the console's terminal.
+_CLEAN_TABLE.update({i: None for i in [*range(0x20), *range(0x7F, 0xA0)] if i not in _CLEAN_TABLE})
 
 
 def is_rate(metric: str) -> bool:
@@ -84,8 +110,13 @@ def fmt_time(value: datetime) -> str:
 
 def isp_label(t: AlertTransition) -> str:
     """``Microsoft (IP 203.0.113.7)``: the ISP and what else the alert is grouped by."""
-    extra = [f"{GROUP_LABEL_NAMES.get(k, k)} {v}" for k, v in sorted(t.group.items()) if v]
-    return f"{t.isp_name} ({', '.join(extra)})" if extra else t.isp_name
+    extra = [
+        clean(f"{GROUP_LABEL_NAMES.get(k, k)} {v}", LABEL_LIMIT)
+        for k, v in sorted(t.group.items())
+        if v
+    ]
+    name = clean(t.isp_name, LABEL_LIMIT)
+    return f"{name} ({', '.join(extra)})" if extra else name
 
 
 def comparison(t: AlertTransition) -> str:
@@ -131,7 +162,7 @@ def categories(t: AlertTransition, limit: int = 6) -> list[tuple[str, int]]:
 
 def reply_code(r: ReplySample) -> str:
     parts = [str(r.code) if r.code is not None else "", r.enhanced or "", r.isp_code or ""]
-    return " ".join(p for p in parts if p) or "no code"
+    return " ".join(clean(p, CODE_LIMIT) for p in parts if p) or "no code"
 
 
 def top_replies(t: AlertTransition, limit: int = 3) -> list[ReplySample]:
@@ -148,6 +179,34 @@ def worst_severity(ts: Sequence[AlertTransition]) -> Severity:
 
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clean(text: str, limit: int) -> str:
+    """Remote text made safe to show: one line, no control or invisible characters, capped."""
+    # Cut first so a huge text costs no more than a long one.
+    return truncate(text[: limit * 2 + 1].translate(_CLEAN_TABLE).strip(), limit)
+
+
+def reply_text(r: ReplySample) -> str:
+    return clean(r.text, REPLY_TEXT_LIMIT)
+
+
+def summary_text(t: AlertTransition) -> str:
+    return clean(t.summary, SUMMARY_LIMIT)
+
+
+def action_texts(ts: Sequence[AlertTransition]) -> list[str]:
+    """The recommended actions of these alerts, each once, in order (they name the ISP)."""
+    actions: list[str] = []
+    for t in ts:
+        action = clean(t.recommended_action, SUMMARY_LIMIT)
+        if action and action not in actions:
+            actions.append(action)
+    return actions
+
+
+def rule_names(ts: Sequence[AlertTransition]) -> str:
+    return ", ".join(sorted({clean(f"{t.rule} ({t.rule_type})", LABEL_LIMIT) for t in ts}))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from html import escape
 
 from alerts.render import (
     KIND_WORDS,
+    action_texts,
     categories,
     comparison,
     fmt_count,
@@ -22,7 +23,10 @@ from alerts.render import (
     metric_label,
     rate_definition,
     reply_code,
+    reply_text,
+    rule_names,
     runbook,
+    summary_text,
     top_replies,
     trend_line,
     volume,
@@ -37,14 +41,6 @@ class EmailContent:
     html: str
 
 
-def _actions(transitions: Sequence[AlertTransition]) -> list[str]:
-    actions: list[str] = []
-    for t in transitions:
-        if t.recommended_action and t.recommended_action not in actions:
-            actions.append(t.recommended_action)
-    return actions
-
-
 def _metric_line(t: AlertTransition) -> str:
     definition = rate_definition(t.metric)
     label = metric_label(t.metric) + (f" ({definition})" if definition else "")
@@ -56,8 +52,9 @@ def render_text(transitions: Sequence[AlertTransition], *, runbook_url: str | No
     lines = [f"{head.tag()} {head.subject}", ""]
     for t in transitions:
         lines.append(f"== {isp_label(t)}: {KIND_WORDS[t.kind]}, {t.severity.value} ==")
-        if t.summary:
-            lines.append(t.summary)
+        summary = summary_text(t)
+        if summary:
+            lines.append(summary)
         lines.append(_metric_line(t))
         trend = trend_line(t)
         if trend:
@@ -73,17 +70,16 @@ def render_text(transitions: Sequence[AlertTransition], *, runbook_url: str | No
             for i, r in enumerate(replies, 1):
                 category = r.category.value.replace("_", " ")
                 lines.append(f"  {i}. {reply_code(r)}  {category}  x{fmt_count(r.count)}")
-            lines.append(f'  Sample: "{replies[0].text}"')
+            lines.append(f'  Sample: "{reply_text(replies[0])}"')
         lines.append("")
-    actions = _actions(transitions)
+    actions = action_texts(transitions)
     if actions:
         lines.append("Recommended action:")
         lines.extend(f"  - {a}" for a in actions)
         lines.append("")
     for url in sorted({u for t in transitions if (u := runbook(t, runbook_url))}):
         lines.append(f"Runbook: {url}")
-    rules = ", ".join(sorted({f"{t.rule} ({t.rule_type})" for t in transitions}))
-    lines.append(f"Rule: {rules}")
+    lines.append(f"Rule: {rule_names(transitions)}")
     lines.append(f"Started: {fmt_time(min(t.started_at for t in transitions))}")
     lines.append(f"Evaluated: {fmt_time(max(t.event_time for t in transitions))}")
     for t in transitions:
@@ -110,8 +106,9 @@ def render_html(transitions: Sequence[AlertTransition], *, runbook_url: str | No
             f'<h3 style="margin:16px 0 4px">{escape(isp_label(t))}: '
             f"{escape(KIND_WORDS[t.kind])}, {escape(t.severity.value)}</h3>"
         )
-        if t.summary:
-            parts.append(f"<p>{escape(t.summary)}</p>")
+        summary = summary_text(t)
+        if summary:
+            parts.append(f"<p>{escape(summary)}</p>")
         parts.append(f"<p><b>{escape(_metric_line(t))}</b></p>")
         trend = trend_line(t)
         if trend:
@@ -134,15 +131,15 @@ def render_html(transitions: Sequence[AlertTransition], *, runbook_url: str | No
             parts.append(f"<p>Top replies:</p><ol>{items}</ol>")
             parts.append(
                 '<pre style="white-space:pre-wrap;background:#f4f4f4;padding:8px">'
-                f"{escape(replies[0].text)}</pre>"
+                f"{escape(reply_text(replies[0]))}</pre>"
             )
-    actions = _actions(transitions)
+    actions = action_texts(transitions)
     if actions:
         items = "".join(f"<li>{escape(a)}</li>" for a in actions)
         parts.append(f"<p><b>Recommended action:</b></p><ul>{items}</ul>")
     for url in sorted({u for t in transitions if (u := runbook(t, runbook_url))}):
         parts.append(f'<p><a href="{escape(url, quote=True)}">Runbook</a></p>')
-    rules = ", ".join(sorted({f"{t.rule} ({t.rule_type})" for t in transitions}))
+    rules = rule_names(transitions)
     started = fmt_time(min(t.started_at for t in transitions))
     evaluated = fmt_time(max(t.event_time for t in transitions))
     alerts = ", ".join(f"{t.fingerprint} #{t.sequence}" for t in transitions)

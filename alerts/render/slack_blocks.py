@@ -17,6 +17,7 @@ from typing import Any
 
 from alerts.render import (
     KIND_WORDS,
+    action_texts,
     categories,
     comparison,
     fmt_count,
@@ -26,7 +27,10 @@ from alerts.render import (
     metric_label,
     rate_definition,
     reply_code,
+    reply_text,
+    rule_names,
     runbook,
+    summary_text,
     top_replies,
     trend_line,
     truncate,
@@ -41,6 +45,10 @@ SECTION_LIMIT = 3000
 DETAILED_ALERTS = 8
 
 
+#: U+02CB MODIFIER LETTER GRAVE ACCENT, which reads as a backtick.
+BACKTICK_STAND_IN = "\u02cb"
+
+
 @dataclass(frozen=True)
 class SlackMessage:
     text: str  # the notification and screen-reader text; Slack shows blocks when present
@@ -48,8 +56,24 @@ class SlackMessage:
 
 
 def escape(text: str) -> str:
-    """Slack's three control characters in mrkdwn (reply texts carry ``<`` and ``>``)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text for mrkdwn: Slack's three control characters escaped, backticks replaced.
+
+    Escaping ``<`` and ``>`` is what neutralises mentions (``<!channel>``, ``<@U…>``) and
+    masked links (``<https://…|text>``): Slack then shows them as typed. mrkdwn has no
+    escape for a backtick, and one in a reply or label would open or close a code span or
+    block (a reply's own fence ending the block around it), so a look-alike stands in.
+    """
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("`", BACKTICK_STAND_IN)
+    )
+
+
+def link_url(url: str) -> str:
+    """A URL for ``<url|label>``: escaped, and without a ``|`` that would end it early."""
+    return url.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "%7C")
 
 
 def _mrkdwn(text: str) -> dict[str, Any]:
@@ -64,8 +88,9 @@ def _alert_blocks(t: AlertTransition, *, detailed: bool) -> list[dict[str, Any]]
     definition = rate_definition(t.metric)
     metric = f"*{metric_label(t.metric)}*" + (f" ({definition})" if definition else "")
     lines = [f"*{escape(isp_label(t))}* — {KIND_WORDS[t.kind]}, {t.severity.value}"]
-    if t.summary:
-        lines.append(escape(t.summary))
+    summary = summary_text(t)
+    if summary:
+        lines.append(escape(summary))
     lines.append(f"{metric}: *{comparison(t)}* over {volume(t)}")
     trend = trend_line(t)
     if trend:
@@ -88,7 +113,9 @@ def _alert_blocks(t: AlertTransition, *, detailed: bool) -> list[dict[str, Any]]
                 f"• `{escape(reply_code(r))}` {r.category.value.replace('_', ' ')}"
                 f" ×{fmt_count(r.count)}"  # noqa: RUF001
             )
-        reply_lines.append(f"```{escape(truncate(replies[0].text, 600))}```")
+        sample = reply_text(replies[0])
+        if sample:
+            reply_lines.append(f"```{escape(truncate(sample, 600))}```")
         blocks.append(_section("\n".join(reply_lines)))
     return blocks
 
@@ -118,10 +145,7 @@ def render_slack(
         names = ", ".join(f"{isp_label(t)} {comparison(t)}" for t in rest)
         blocks.append(_section(escape(f"Also: {names}")))
 
-    actions = []
-    for t in transitions:
-        if t.recommended_action and t.recommended_action not in actions:
-            actions.append(t.recommended_action)
+    actions = action_texts(transitions)
     if actions:
         if len(actions) == 1:
             text = escape(actions[0])
@@ -132,15 +156,16 @@ def render_slack(
 
     context: list[dict[str, Any]] = []
     links = sorted({url for t in transitions if (url := runbook(t, runbook_url))})
-    context.extend(_mrkdwn(f"<{url}|Runbook>") for url in links[:3])
-    rules = sorted({f"{t.rule} ({t.rule_type})" for t in transitions})
+    context.extend(_mrkdwn(f"<{link_url(url)}|Runbook>") for url in links[:3])
     first = transitions[0]
-    context.append(_mrkdwn(f"Rule {escape(', '.join(rules))}"))
+    context.append(_mrkdwn(f"Rule {escape(rule_names(transitions))}"))
     context.append(_mrkdwn(f"Started {fmt_time(min(t.started_at for t in transitions))}"))
     context.append(_mrkdwn(f"Evaluated {fmt_time(max(t.event_time for t in transitions))}"))
     if len(transitions) == 1:
         context.append(_mrkdwn(f"Alert `{first.fingerprint[:12]}` #{first.sequence}"))
     blocks.append({"type": "context", "elements": context[:10]})
 
-    text = f"{head.tag()} {head.subject}"
+    # The fallback text is mrkdwn too (notifications, screen readers, clients without
+    # blocks): escaped like the blocks, or a <!channel> in a label would ping the channel.
+    text = escape(f"{head.tag()} {head.subject}")
     return SlackMessage(text=truncate(text, 3000), blocks=blocks[:50])

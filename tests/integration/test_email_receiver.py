@@ -30,7 +30,7 @@ from alerts.receivers.email import EmailSender
 from alerts.routing import EmailConfig, NotifyConfig
 from schemas.alert import TransitionKind
 from schemas.settings import SmtpSecurity
-from tests.support.alert_samples import T0, followup, microsoft_blocklist, resolved
+from tests.support.alert_samples import T0, followup, hostile, microsoft_blocklist, resolved
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -289,3 +289,19 @@ def test_server_restart_is_ridden_out_and_delivered_once(servers: list[SmtpServe
     assert done["In-Reply-To"] == first["Message-ID"]
     assert len(notifier.outbox) == 0
     assert notifier.metrics.messages[(KEY, Outcome.FAILED.value)] == 2
+
+
+def test_hostile_labels_and_replies_are_delivered_on_one_subject_line(
+    servers: list[SmtpServer],
+) -> None:
+    """A line break in a group label once made the email library refuse the Subject."""
+    server = _start(servers)
+    notifier = _notifier(_sender(server, SmtpSecurity.NONE))
+    asyncio.run(notifier.process(hostile(), T0))
+    [mail] = server.inbox.messages
+    assert len(notifier.outbox) == 0
+    assert mail["Bcc"] is None
+    assert server.inbox.envelopes[0][1] == ["postmaster@example.com", "oncall@example.com"]
+    assert "shop.example  Bcc: victim@example.com" in str(mail["Subject"])
+    text, html = _parts(mail)
+    assert "\x1b" not in text and "<!channel>" not in html and "&lt;!channel&gt;" in html

@@ -166,6 +166,38 @@ def microsoft_blocklist(**overrides: Any) -> AlertTransition:
     return AlertTransition(**data)
 
 
+#: A reply as a hostile or broken server might send it: Slack mentions, a masked link, code
+#: fences, a terminal escape, a bidi override, a bell, header injection and 10 kB of filler.
+HOSTILE_REPLY = (
+    "550 5.7.1 <!channel> <!here> <@U024BE7LH> <https://evil.example/delist|click to delist> "
+    "```*pwned*``` `x` & <b>bold</b> \x1b[31mred\x1b[0m \u202edecnalab\u202c bell\x07 "
+    "line1\r\nSubject: injected\r\nBcc: victim@example.com\n" + "A" * 10_000
+)
+
+
+def hostile(**overrides: Any) -> AlertTransition:
+    """An alert whose remote-supplied texts (reply, ISP name, labels, summary) are hostile."""
+    data = _base(
+        fingerprint="0badc0de0badc0de",
+        isp="gmail",
+        isp_name="Gmail <!here>",
+        group={"sending_domain": "shop.example\r\nBcc: victim@example.com"},
+        summary="Throttled <@U024BE7LH> ```" + "B" * 10_000,
+        top_replies=[
+            ReplySample(
+                category=Category.THROTTLED,
+                code=421,
+                enhanced="4.7.28`<!channel>",
+                isp_code="X\nY",
+                text=HOSTILE_REPLY,
+                count=2271,
+            )
+        ],
+    )
+    data.update(overrides)
+    return AlertTransition(**data)
+
+
 def resolved(
     t: AlertTransition, *, sequence: int | None = None, **overrides: Any
 ) -> AlertTransition:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -22,6 +24,7 @@ from alerts.render.sparkline import BARS, sparkline
 from schemas.alert import AlertTransition
 from tests.support.alert_samples import (
     gmail_throttling,
+    hostile,
     microsoft_blocklist,
     resolved,
     yahoo_throttling,
@@ -34,6 +37,7 @@ CASES: dict[str, Callable[[], list[AlertTransition]]] = {
     "microsoft_blocklist_firing": lambda: [microsoft_blocklist()],
     "throttling_gmail_yahoo_firing": lambda: [gmail_throttling(), yahoo_throttling()],
     "gmail_throttling_resolved": lambda: [resolved(gmail_throttling())],
+    "hostile_firing": lambda: [hostile()],
 }
 
 
@@ -76,6 +80,58 @@ def test_html_escapes_reply_text() -> None:
     assert "<script>" not in html and "&lt;script&gt;" in html
     blocks = json.dumps(render_slack([t]).blocks)
     assert "<script>" not in blocks and "&lt;script&gt;" in blocks
+
+
+def _mrkdwn_texts(blocks: list[dict[str, Any]]) -> Iterator[str]:
+    for block in blocks:
+        for element in [block.get("text"), *block.get("fields", []), *block.get("elements", [])]:
+            if isinstance(element, dict) and element.get("type") == "mrkdwn":
+                yield element["text"]
+
+
+def _controls(text: str, allowed: str = "") -> set[str]:
+    return {c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c not in allowed}
+
+
+SLACK_SPECIALS = ("<!channel>", "<!here>", "<@U024BE7LH>", "<https://evil.example")
+
+
+def test_slack_neutralises_hostile_remote_text() -> None:
+    message = render_slack([hostile()])
+    texts = [message.text, *_mrkdwn_texts(message.blocks)]
+    for text in texts:
+        for special in SLACK_SPECIALS:
+            assert special not in text
+        assert not _controls(text, allowed="\n"), text[:200]
+        assert len(text) <= 3000
+    assert "&lt;!here&gt;" in message.text  # the fallback text is escaped too
+    everything = "\n".join(texts)
+    assert "&lt;!channel&gt;" in everything and "&lt;@U024BE7LH&gt;" in everything
+    # The sample stays inside one code block: its own fences cannot close it, and the
+    # summary's cannot open one.
+    [sample] = [t for t in texts if "*Top replies*" in t]
+    fenced = sample[sample.index("```") :]
+    assert fenced.count("```") == 2 and fenced.endswith("```")
+    assert sum(t.count("```") for t in texts) == 2
+    assert "line1  Subject: injected" in fenced  # one line, the break gone
+    assert sample.split("\n")[1].count("`") == 2  # nor can the reply code close its span
+    assert fenced.endswith("…```")  # 10 kB capped
+    header = message.blocks[0]["text"]["text"]
+    assert not _controls(header) and len(header) <= 150
+
+
+def test_email_neutralises_hostile_remote_text() -> None:
+    content = render_email([hostile()])
+    assert not _controls(content.subject) and len(content.subject) < 400
+    assert not _controls(content.text, allowed="\n")
+    assert not _controls(content.html, allowed="\n")
+    assert "<!channel>" not in content.html and "<b>bold</b>" not in content.html
+    assert "<https://evil.example" not in content.html
+    assert "&lt;!channel&gt;" in content.html and "&lt;b&gt;bold&lt;/b&gt;" in content.html
+    sample = next(line for line in content.text.splitlines() if "Sample:" in line)
+    assert "line1  Subject: injected  Bcc: victim@example.com" in sample
+    # Capped: 10 kB of reply and 10 kB of summary are not mailed in full.
+    assert len(sample) < 1100 and len(content.text) < 5000 and len(content.html) < 8000
 
 
 def test_slack_limits_hold_for_a_rule_firing_everywhere() -> None:
