@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from schemas.alert import AlertTransition, TransitionKind
-from schemas.settings import Settings
+from schemas.settings import Settings, SmtpSecurity
 
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
 
@@ -216,6 +216,13 @@ class EmailConfig(BaseModel):
     )
     runbook_url: str | None = None
     send_resolved: bool = True
+    allow_plaintext_auth: bool = Field(
+        default=False,
+        description=(
+            "Log in to the relay even with BOUNCEWATCH_SMTP_SECURITY=none, which sends the "
+            "password in clear; only for a relay on localhost or a network you trust"
+        ),
+    )
 
     @field_validator("to", mode="before")
     @classmethod
@@ -470,6 +477,43 @@ def default_config(settings: Settings) -> NotifyConfig:
     return NotifyConfig(receivers=[receiver], route=Route(receiver=DEFAULT_RECEIVER))
 
 
+def plaintext_auth_refused(
+    key: str,
+    security: SmtpSecurity,
+    username: str | None,
+    password: str | None,
+    allowed: bool,
+) -> str | None:
+    """Why an email integration may not log in as configured, or ``None`` when it may."""
+    if security is not SmtpSecurity.NONE or not (username or password) or allowed:
+        return None
+    return (
+        f"{key}: BOUNCEWATCH_SMTP_SECURITY=none with a user name or password would send the "
+        "SMTP password in clear; use starttls or tls, or set allow_plaintext_auth: true on "
+        "this email config if the relay is on localhost or a network you trust"
+    )
+
+
+def check_against_settings(config: NotifyConfig, settings: Settings) -> None:
+    """Refuse what the file and the deployment settings only get wrong together."""
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    for integration in config.integrations():
+        if not isinstance(integration.config, EmailConfig):
+            continue
+        refused = plaintext_auth_refused(
+            integration.key,
+            settings.smtp_security,
+            settings.smtp_username,
+            password,
+            integration.config.allow_plaintext_auth,
+        )
+        if refused:
+            raise NotifyConfigError(refused)
+
+
 def resolve_config(settings: Settings, path: Path | None) -> NotifyConfig:
-    """The notifications file when one is given, else :func:`default_config`."""
-    return load_config(path) if path is not None else default_config(settings)
+    """The notifications file when one is given, else :func:`default_config`, checked
+    against the settings (:func:`check_against_settings`)."""
+    config = load_config(path) if path is not None else default_config(settings)
+    check_against_settings(config, settings)
+    return config

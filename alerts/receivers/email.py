@@ -21,7 +21,7 @@ from email.utils import formatdate
 
 from alerts.receivers import Delivery, DeliveryError, ThreadRef
 from alerts.render.email import render_email
-from alerts.routing import EmailConfig, Integration
+from alerts.routing import EmailConfig, Integration, plaintext_auth_refused
 from schemas.settings import Settings, SmtpSecurity
 
 
@@ -43,6 +43,11 @@ class EmailSender:
     ) -> None:
         if not recipients:
             raise ValueError(f"{key}: no recipients (email_configs[].to or BOUNCEWATCH_SMTP_TO)")
+        refused = plaintext_auth_refused(
+            key, security, username, password, config.allow_plaintext_auth
+        )
+        if refused:
+            raise ValueError(refused)
         self._key = key
         self._config = config
         self._host = host

@@ -226,6 +226,30 @@ def test_starttls_with_auth(servers: list[SmtpServer], certificate: Certificate)
     assert len(server.inbox.messages) == 3
 
 
+# The relay of this test accepts what bouncewatch refuses unless told: AUTH without TLS.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_plain_smtp_logs_in_only_when_explicitly_allowed(servers: list[SmtpServer]) -> None:
+    server = _start(
+        servers, authenticator=_authenticator, auth_required=True, auth_require_tls=False
+    )
+    with pytest.raises(ValueError, match="password in clear"):
+        _sender(server, SmtpSecurity.NONE, username=USER, password=PASSWORD)
+    sender = EmailSender(
+        KEY,
+        EmailConfig(allow_plaintext_auth=True),
+        host="127.0.0.1",
+        port=server.port,
+        security=SmtpSecurity.NONE,
+        sender="bouncewatch@alerts.example.com",
+        recipients=["postmaster@example.com"],
+        username=USER,
+        password=PASSWORD,
+        timeout=5,
+    )
+    asyncio.run(sender.send(Delivery(transitions=[microsoft_blocklist()])))
+    assert len(server.inbox.messages) == 1
+
+
 def test_wrong_password_is_a_permanent_error(
     servers: list[SmtpServer], certificate: Certificate
 ) -> None:

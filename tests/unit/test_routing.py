@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -20,7 +21,7 @@ from alerts.routing import (
     resolve_config,
 )
 from schemas.alert import Severity, TransitionKind
-from schemas.settings import Settings
+from schemas.settings import Settings, SmtpSecurity
 from tests.support.alert_samples import followup, gmail_throttling, microsoft_blocklist
 
 EXAMPLE = """
@@ -194,3 +195,37 @@ def test_default_route_from_settings() -> None:
     both = Settings(slack_token=SecretStr("xoxb-1"), smtp_host="relay", smtp_to="a@example.com")
     assert _kinds(both) == [IntegrationKind.SLACK, IntegrationKind.EMAIL]
     assert resolve_config(Settings(), None).route.receiver == "default"
+
+
+def _smtp(security: SmtpSecurity, **credentials: Any) -> Settings:
+    return Settings(
+        smtp_host="relay.example.com",
+        smtp_to="postmaster@example.com",
+        smtp_security=security,
+        **credentials,
+    )
+
+
+def test_a_password_over_plain_smtp_is_refused_at_load(tmp_path: Path) -> None:
+    login = {"smtp_username": "bouncewatch", "smtp_password": SecretStr("s3cret")}
+    with pytest.raises(NotifyConfigError, match="password in clear") as refused:
+        resolve_config(_smtp(SmtpSecurity.NONE, **login), None)
+    assert "default/email/0" in str(refused.value) and "allow_plaintext_auth" in str(refused.value)
+    with pytest.raises(NotifyConfigError, match="password in clear"):
+        resolve_config(_smtp(SmtpSecurity.NONE, smtp_username="bouncewatch"), None)
+    # Fine: encrypted, or plain without a login.
+    resolve_config(_smtp(SmtpSecurity.STARTTLS, **login), None)
+    resolve_config(_smtp(SmtpSecurity.TLS, **login), None)
+    resolve_config(_smtp(SmtpSecurity.NONE), None)
+    # Allowed explicitly, for the receiver that says so only.
+    path = tmp_path / "notify.yaml"
+    path.write_text(
+        "receivers:\n"
+        "  - name: local\n"
+        "    email_configs: [{allow_plaintext_auth: true}]\n"
+        "route: {receiver: local}\n"
+    )
+    assert resolve_config(_smtp(SmtpSecurity.NONE, **login), path).receivers[0].name == "local"
+    path.write_text(path.read_text().replace("true", "false"))
+    with pytest.raises(NotifyConfigError, match="local/email/0"):
+        resolve_config(_smtp(SmtpSecurity.NONE, **login), path)
