@@ -255,6 +255,20 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
 
+    @field_validator("input_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        # Imported here: schemas sit below delivery, which imports schemas.event.
+        from delivery.adapters import INPUT_FORMATS
+
+        # A typo would otherwise start a worker that dead-letters every message.
+        fmt = value.strip().lower()
+        if fmt not in INPUT_FORMATS:
+            raise ValueError(
+                f"unknown format {value!r}; expected one of {', '.join(INPUT_FORMATS)}"
+            )
+        return fmt
+
     @field_validator("store")
     @classmethod
     def _known_store(cls, value: str) -> str:

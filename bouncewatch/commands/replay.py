@@ -33,11 +33,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("events", help="events file (.gz accepted; - for stdin)")
     parser.add_argument("--rules", help="YAML rules file (default: the packaged default rules)")
+    from delivery.adapters import INPUT_FORMATS  # the registry: a new format needs no edit here
+
     parser.add_argument(
         "--format",
         default="auto",
-        help="input format: auto (default: detected per line), bouncewatch (JSONL), kumomta, "
-        "ses, sendgrid, mailgun, postmark, powermta, postfix",
+        choices=INPUT_FORMATS,
+        help="input format (default: auto, detected per line; bouncewatch is JSONL)",
     )
     parser.add_argument(
         "--output", choices=("table", "jsonl"), default="table", help="table (default) or jsonl"

@@ -50,6 +50,7 @@ from schemas.event import DeliveryEvent
 
 __all__ = [
     "FORMATS",
+    "INPUT_FORMATS",
     "Decoded",
     "EventError",
     "StreamDecoder",
@@ -68,6 +69,8 @@ FORMATS: tuple[str, ...] = (
     "postmark",
 )
 AUTO = "auto"
+#: What a format setting or option may say: a format, or "auto" to detect each message.
+INPUT_FORMATS: tuple[str, ...] = (AUTO, *FORMATS)
 _TEXT_FORMATS = frozenset({"powermta", "postfix"})
 
 
