@@ -98,10 +98,12 @@ class Rendered:
         return found[0]
 
     def pod_specs(self) -> Iterator[tuple[Manifest, Manifest]]:
-        """(workload, pod spec) for every workload that runs pods."""
+        """(workload, pod spec) for every workload that runs pods, and every bare Pod."""
         for manifest in self.manifests:
             if manifest["kind"] in {"StatefulSet", "Deployment", "DaemonSet", "Job"}:
                 yield manifest, manifest["spec"]["template"]["spec"]
+            elif manifest["kind"] == "Pod":
+                yield manifest, manifest["spec"]
 
 
 def render(values_file: Path | None = None, sets: Sequence[str] = ()) -> Rendered:

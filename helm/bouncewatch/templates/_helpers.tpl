@@ -65,6 +65,10 @@ StatefulSet's pod ordinal and controller-revision hash still fit the 63-characte
 {{- printf "%s-topics" (include "bouncewatch.fullname" .) -}}
 {{- end -}}
 
+{{- define "bouncewatch.testPodName" -}}
+{{- printf "%s-test" (include "bouncewatch.fullname" .) -}}
+{{- end -}}
+
 {{/*
 The label only the metrics Service carries, and the ServiceMonitor selects on (with the
 selector labels). The headless Service shares the selector labels: a ServiceMonitor that
@@ -155,6 +159,20 @@ and upgrade time (`helm template` and --dry-run cannot look it up, and hash an e
 {{- printf "%s@%s" $repository .Values.image.digest -}}
 {{- else -}}
 {{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The image of the `helm test` Pod, like bouncewatch.image. */}}
+{{- define "bouncewatch.testImage" -}}
+{{- $image := .Values.tests.image -}}
+{{- $repository := $image.repository -}}
+{{- if $image.registry -}}
+{{- $repository = printf "%s/%s" $image.registry $image.repository -}}
+{{- end -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository ($image.tag | toString) -}}
 {{- end -}}
 {{- end -}}
 
