@@ -133,6 +133,25 @@ def comparison(t: AlertTransition) -> str:
     return value
 
 
+def judged(t: AlertTransition) -> str:
+    """What the number was judged against, in a few words for a title.
+
+    A spike rule and a threshold rule on one metric can hold the same number; without this,
+    "RESOLVED soft-bounce rate 22.1%" next to a firing 22.1% reads as a contradiction.
+    """
+    if t.baseline is not None:
+        if t.baseline > 0:
+            return f"{t.value / t.baseline:.1f}x its baseline"
+        return f"{_relation(t.value, t.baseline)} its baseline {fmt_number(t.metric, t.baseline)}"
+    if t.threshold is not None:
+        return f"{_relation(t.value, t.threshold)} {fmt_number(t.metric, t.threshold)}"
+    return ""
+
+
+def _relation(value: float, limit: float) -> str:
+    return "above" if value > limit else "below" if value < limit else "at"
+
+
 def volume(t: AlertTransition) -> str:
     return f"{fmt_count(t.attempts)} attempts in the last {format_duration_s(t.window_seconds)}"
 
@@ -209,6 +228,13 @@ def rule_names(ts: Sequence[AlertTransition]) -> str:
     return ", ".join(sorted({clean(f"{t.rule} ({t.rule_type})", LABEL_LIMIT) for t in ts}))
 
 
+def _value_judged(t: AlertTransition) -> str:
+    """``18.4% (above 5.0%)``: a title's number with what it was judged against."""
+    against = judged(t)
+    value = fmt_number(t.metric, t.value)
+    return f"{value} ({against})" if against else value
+
+
 @dataclass(frozen=True)
 class Headline:
     """The one-line statement of a message: subject line, header, notification text."""
@@ -243,12 +269,12 @@ def headline(ts: Sequence[AlertTransition]) -> Headline:
     if len(ts) == 1:
         t = ts[0]
         subject = (
-            f"{isp_label(t)}: {metric_label(t.metric)} {fmt_number(t.metric, t.value)}"
+            f"{isp_label(t)}: {metric_label(t.metric)} {_value_judged(t)}"
             f" of {fmt_count(t.attempts)} attempts"
         )
     else:
         rules = sorted({t.rule for t in ts})
-        shown = [f"{isp_label(t)} {fmt_number(t.metric, t.value)}" for t in ts[:4]]
+        shown = [f"{isp_label(t)} {_value_judged(t)}" for t in ts[:4]]
         more = f", +{len(ts) - 4} more" if len(ts) > 4 else ""
         partial = bool(active) and len(active) < len(ts)
         counted = f" ({len(active)} of {len(ts)} firing)" if partial else ""

@@ -363,5 +363,5 @@ def test_default_console_receiver_prints_the_text(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out == ""  # waiting out group_wait
     _run(notifier.tick(T0 + timedelta(seconds=30)))
     out = capsys.readouterr().out
-    assert "[FIRING warning] Gmail: throttled rate 18.4% of 12,480 attempts" in out
+    assert "[FIRING warning] Gmail: throttled rate 18.4% (above 5.0%) of 12,480 attempts" in out
     assert "421 4.7.28" in out

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from alerts.render.email import render_email
 from alerts.render.slack_blocks import render_slack
 from alerts.render.sparkline import BARS, sparkline
-from schemas.alert import AlertTransition
+from schemas.alert import AlertTransition, TransitionKind
 from tests.support.alert_samples import (
+    followup,
     gmail_throttling,
     hostile,
     microsoft_blocklist,
@@ -72,6 +73,35 @@ def test_subject_states_severity_isp_and_the_number() -> None:
     assert subject.startswith("[FIRING critical] Microsoft (IP 203.0.113.9)")
     assert "41.2%" in subject and "3,874 attempts" in subject
     assert render_email([resolved(gmail_throttling())]).subject.startswith("[RESOLVED] Gmail")
+
+
+def test_titles_say_what_the_number_was_judged_against() -> None:
+    """A spike and a threshold rule on one metric, at one number, must not read alike."""
+    same = {"metric": "soft_bounce_rate", "value": 0.286, "attempts": 6832}
+    threshold = gmail_throttling(rule="soft-bounce-rate", threshold=0.10, **same)
+    spike = gmail_throttling(
+        rule="soft-bounce-spike", rule_type="spike", threshold=None, baseline=0.092, **same
+    )
+    assert render_email([threshold]).subject == (
+        "[FIRING warning] Gmail: soft-bounce rate 28.6% (above 10.0%) of 6,832 attempts"
+    )
+    assert render_email([spike]).subject == (
+        "[FIRING warning] Gmail: soft-bounce rate 28.6% (3.1x its baseline) of 6,832 attempts"
+    )
+    # The spike resolves at 22.1% while the threshold alert still fires at that number.
+    spike_done = resolved(spike, value=0.221, attempts=6500)
+    still = followup(threshold, TransitionKind.REMINDER, value=0.221, attempts=6500)
+    assert render_email([spike_done]).subject == (
+        "[RESOLVED] Gmail: soft-bounce rate 22.1% (2.4x its baseline) of 6,500 attempts"
+    )
+    assert render_slack([still]).text == (
+        "[FIRING warning] Gmail: soft-bounce rate 22.1% (above 10.0%) of 6,500 attempts"
+    )
+    # A falling threshold (delivered rate below a floor) and a zero baseline.
+    floor = gmail_throttling(metric="delivered_rate", value=0.82, threshold=0.9)
+    assert "delivered rate 82.0% (below 90.0%)" in render_email([floor]).subject
+    fresh = gmail_throttling(rule_type="spike", threshold=None, baseline=0.0)
+    assert "18.4% (above its baseline 0.0%)" in render_email([fresh]).subject
 
 
 def test_html_escapes_reply_text() -> None:
