@@ -5,6 +5,8 @@ One :class:`Entry` per (integration, fingerprint) holds
 - ``accepted``: the highest transition sequence that entered the pipeline for this
   integration (grouped, queued, sent, muted or skipped). A transition consumed again after a
   crash has ``sequence <= accepted`` and is dropped before it can be sent twice;
+- ``accepted_state``: the alert's state in that newest transition, which says whether the
+  incident is over even when the receiver was not told (``send_resolved: false``);
 - ``delivered``: the sequences actually delivered (the last few), the final check before a
   send, so a batch flushed twice is still delivered once;
 - the thread ``anchor``: where the first notification of the current incident went (Slack
@@ -68,6 +70,7 @@ class Entry:
     fingerprint: str
     updated_at: datetime
     accepted: int = 0
+    accepted_state: AlertState | None = None
     incident_started_at: datetime | None = None
     delivered: list[int] = field(default_factory=list)
     last_sent_at: datetime | None = None
@@ -82,6 +85,7 @@ class Entry:
             "fingerprint": self.fingerprint,
             "updated_at": self.updated_at.isoformat(),
             "accepted": self.accepted,
+            "accepted_state": self.accepted_state.value if self.accepted_state else None,
             "incident_started_at": _iso(self.incident_started_at),
             "delivered": list(self.delivered),
             "last_sent_at": _iso(self.last_sent_at),
@@ -98,6 +102,9 @@ class Entry:
             fingerprint=data["fingerprint"],
             updated_at=datetime.fromisoformat(data["updated_at"]),
             accepted=int(data.get("accepted", 0)),
+            accepted_state=(
+                AlertState(data["accepted_state"]) if data.get("accepted_state") else None
+            ),
             incident_started_at=_from_iso(data.get("incident_started_at")),
             delivered=[int(s) for s in data.get("delivered", [])],
             last_sent_at=_from_iso(data.get("last_sent_at")),
@@ -171,9 +178,11 @@ class NotificationLog:
             # counter started over, so the old delivered set no longer says anything.
             entry.delivered = []
             entry.accepted = transition.sequence
+            entry.accepted_state = transition.state
             entry.incident_started_at = transition.started_at
-        else:
-            entry.accepted = max(entry.accepted, transition.sequence)
+        elif transition.sequence >= entry.accepted:
+            entry.accepted = transition.sequence
+            entry.accepted_state = transition.state
 
     def was_delivered(self, integration: str, transition: AlertTransition) -> bool:
         entry = self.get(integration, transition.fingerprint)
@@ -229,11 +238,14 @@ class NotificationLog:
         """Forget alerts resolved (or silent) for longer than ``retention``.
 
         Retention must exceed how far back a transition can be consumed again, or a replayed
-        old transition would be news again; days are plenty.
+        old transition would be news again; days are plenty. An alert is open while its
+        newest transition fires (entries written before ``accepted_state`` existed: while
+        the receiver last heard it firing) or a silence holds one back.
         """
         removed = []
         for key, entry in list(self._entries.items()):
-            open_alert = entry.last_sent_state is AlertState.FIRING or entry.muted is not None
+            state = entry.accepted_state or entry.last_sent_state
+            open_alert = state is AlertState.FIRING or entry.muted is not None
             if not open_alert and entry.updated_at + retention <= now:
                 del self._entries[key]
                 self._changed.add(key)

@@ -330,6 +330,10 @@ DEFAULT_STAGES: tuple[Stage, ...] = (mute_stage, resolved_stage, repeat_stage, d
 
 # --- The notifier ---------------------------------------------------------------------------
 
+#: How often :meth:`Notifier.tick` collects the notification log: it walks every entry,
+#: and a few minutes' delay on a retention of days changes nothing.
+GC_INTERVAL = timedelta(minutes=10)
+
 LOG_PREFIX = "log:"
 GROUP_PREFIX = "group:"
 OUTBOX_PREFIX = "outbox:"
@@ -373,6 +377,7 @@ class Notifier:
         # The repeat_interval of the route that last fed each integration; a route change
         # takes effect with the next transition, soon enough for a thinning knob.
         self._repeat: dict[str, timedelta | None] = {}
+        self._last_gc: datetime | None = None
         self._lock = asyncio.Lock()
 
     # --- entry points --------------------------------------------------------------------
@@ -397,8 +402,12 @@ class Notifier:
             await self._drain(now)
 
     async def tick(self, now: datetime) -> None:
-        """The timer's one call: flush due groups, send unmuted alerts, retry the outbox."""
+        """The timer's one call: flush due groups, send unmuted alerts, retry the outbox,
+        and now and then forget resolved alerts past the log's retention."""
         await self.flush_due(now)
+        if self._last_gc is None or now - self._last_gc >= GC_INTERVAL:
+            async with self._lock:
+                self.gc(now)
 
     def next_due(self) -> datetime | None:
         """When :meth:`tick` next has work (a group, a retry), or ``None`` when idle.
@@ -666,8 +675,13 @@ class Notifier:
             elif key.startswith(OUTBOX_PREFIX):
                 self.outbox.restore(key[len(OUTBOX_PREFIX) :], value)
 
-    def gc(self, now: datetime, retention: timedelta = timedelta(days=7)) -> None:
-        self.nflog.gc(now, retention)
+    def gc(self, now: datetime, retention: timedelta | None = None) -> list[str]:
+        """Forget alerts resolved longer ago than the retention (the config's by default)."""
+        self._last_gc = now
+        removed = self.nflog.gc(now, retention or self.config.notification_log_retention)
+        if removed:
+            log.info("notification log: forgot %d resolved alerts", len(removed))
+        return removed
 
     def set_aside(self) -> list[dict[str, Any]]:
         """Items an unexpected error set aside, with that error: for ``/status``."""

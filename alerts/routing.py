@@ -21,6 +21,7 @@ Alertmanager can read it at a glance::
         - matchers: ['severity="critical"', 'isp=~"gmail|microsoft"']
           receiver: oncall
           continue: true
+    notification_log_retention: 7d   # the default
 
 Connection details (the Slack token, the SMTP relay) stay in the deployment settings; the
 file only says who gets what. Without a file, :func:`default_config` builds one receiver from
@@ -363,6 +364,11 @@ def _inherit(node: Route, parent: RouteOptions) -> RouteOptions:
     )
 
 
+#: The shortest notification-log retention accepted: it must outlast any re-consumption of
+#: the alert topic after a crash, or a replayed transition would be news again.
+MIN_LOG_RETENTION = timedelta(hours=1)
+
+
 class NotifyConfig(BaseModel):
     """The whole notifications file."""
 
@@ -370,6 +376,20 @@ class NotifyConfig(BaseModel):
 
     receivers: list[Receiver]
     route: Route
+    notification_log_retention: Duration = Field(
+        default=timedelta(days=7),
+        description=(
+            "How long the notification log remembers an alert once its incident resolved "
+            "(or it was last heard of, when it never fired); at least 1h"
+        ),
+    )
+
+    @field_validator("notification_log_retention")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < MIN_LOG_RETENTION:
+            raise ValueError(f"must be at least {format_duration(MIN_LOG_RETENTION)}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifyConfig:

@@ -91,3 +91,19 @@ def test_gc_forgets_closed_alerts_only() -> None:
     assert removed == [f"{KEY}|ffff"]
     assert nflog.get(KEY, firing.fingerprint) is not None  # still firing: kept
     assert nflog.take_changes() == {f"{KEY}|ffff": None}
+
+
+def test_gc_goes_by_the_newest_accepted_state_not_the_last_sent_one() -> None:
+    nflog = NotificationLog()
+    firing = gmail_throttling()
+    nflog.accept(KEY, firing, T0)
+    nflog.record_sent(KEY, [firing], T0)
+    # The resolution was accepted but not sent (send_resolved: false): the incident is over.
+    done = resolved(firing)
+    nflog.accept(KEY, done, T0 + timedelta(minutes=30))
+    restored = NotificationLog.from_dict(nflog.to_dict())
+    assert restored.get(KEY, firing.fingerprint) == nflog.get(KEY, firing.fingerprint)
+    assert restored.gc(T0 + timedelta(days=7), timedelta(days=7)) == []
+    assert restored.gc(T0 + timedelta(days=7, minutes=30), timedelta(days=7)) == [
+        f"{KEY}|{firing.fingerprint}"
+    ]

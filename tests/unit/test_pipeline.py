@@ -63,6 +63,10 @@ def _config(group_wait: str = "30s", **route: Any) -> NotifyConfig:
     )
 
 
+def _log_keys(notifier: Notifier) -> set[str]:
+    return {f"{e.integration}|{e.fingerprint}" for e in notifier.nflog}
+
+
 def _run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
 
@@ -340,6 +344,71 @@ def test_send_resolved_false_and_repeat_interval() -> None:
     _run(scenario())
     assert [d.transitions[0].sequence for d in sender.sent] == [1, 3]
     assert notifier.metrics.transitions[(KEY, Outcome.SKIPPED.value)] == 2
+
+
+def test_the_tick_forgets_resolved_alerts_after_the_retention() -> None:
+    sender = RecordingSender()
+    notifier = _notifier(sender, group_wait="0s")
+    gmail, yahoo = gmail_throttling(), yahoo_throttling()
+    table: dict[str, dict[str, Any]] = {}
+
+    def persist() -> None:
+        for key, value in notifier.take_changes().items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+
+    async def scenario() -> None:
+        await notifier.process(gmail, T0)
+        await notifier.process(yahoo, T0)
+        await notifier.process(resolved(gmail), T0 + timedelta(minutes=30))
+        persist()
+        await notifier.tick(T0 + timedelta(days=7, minutes=29))  # not yet 7 days
+        assert len(notifier.nflog) == 2
+        await notifier.tick(T0 + timedelta(days=7, minutes=31))  # due, but within GC_INTERVAL
+        assert len(notifier.nflog) == 2
+        await notifier.tick(T0 + timedelta(days=7, minutes=40))
+        persist()
+
+    _run(scenario())
+    # Yahoo still fires: kept, with its thread. Gmail's entry is gone from the table too.
+    assert _log_keys(notifier) == {f"{KEY}|{yahoo.fingerprint}"}
+    assert f"log:{KEY}|{gmail.fingerprint}" not in table
+    assert f"log:{KEY}|{yahoo.fingerprint}" in table
+
+
+def test_retention_is_configured_and_covers_unsent_resolutions() -> None:
+    config = NotifyConfig.model_validate(
+        {
+            "receivers": [
+                {"name": "team", "slack_configs": [{"channel": "#a", "send_resolved": False}]}
+            ],
+            "route": {"receiver": "team", "group_wait": "0s"},
+            "notification_log_retention": "1d",
+        }
+    )
+    notifier = Notifier(config, {KEY: RecordingSender()})
+    g1 = gmail_throttling()
+
+    async def scenario() -> None:
+        await notifier.process(g1, T0)
+        # The receiver hears the firing only: the log's last *sent* state stays firing.
+        await notifier.process(resolved(g1), T0 + timedelta(minutes=30))
+        await notifier.tick(T0 + timedelta(days=1))
+        assert len(notifier.nflog) == 1
+        await notifier.tick(T0 + timedelta(days=1, minutes=30))
+
+    _run(scenario())
+    assert len(notifier.nflog) == 0
+    with pytest.raises(ValueError, match="at least 1h"):
+        NotifyConfig.model_validate(
+            {
+                "receivers": [{"name": "a"}],
+                "route": {"receiver": "a"},
+                "notification_log_retention": "10m",
+            }
+        )
 
 
 def test_metrics_samples_are_prometheus_shaped() -> None:
