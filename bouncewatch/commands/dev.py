@@ -3,6 +3,9 @@
 It starts the embedded broker (a child process on loopback), creates the topics, and runs
 the worker in this process; ``--demo`` also feeds synthetic traffic in which Gmail starts
 throttling. Ctrl-C or SIGTERM stops the worker, the traffic and the broker.
+
+The console shows bouncewatch's own lines and the alerts; Faust's and the Kafka clients'
+lines only from WARNING up, unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--partitions", type=int, default=4, help="partitions of the dev topics (default 4)"
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the INFO lines of Faust, mode, aiokafka, kafka-python and aiohttp",
+    )
     parser.set_defaults(func=run)
+
+
+def console_logging(level: str, verbose: bool) -> None:
+    """Log as text to the console, the libraries quiet unless ``verbose``. Set before the
+    worker builds its config, which it does from the settings alone (``bouncewatch.logs``)."""
+    from bouncewatch.logs import configure, set_library_logs
+
+    set_library_logs("verbose" if verbose else "quiet")
+    configure(level, "text")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,11 +58,10 @@ def run(args: argparse.Namespace) -> int:
         EmbeddedBroker,
         EmbeddedBrokerUnavailable,
     )
-    from bouncewatch.logs import configure
     from bouncewatch.topics import ensure_topics
 
     base = load_settings()
-    configure(base.log_level, "text")
+    console_logging(base.log_level, args.verbose)
     data_dir = Path(tempfile.mkdtemp(prefix="bouncewatch-dev-"))
     try:
         broker = EmbeddedBroker().start()
