@@ -9,7 +9,9 @@
 # C toolchain at hand for dependencies that have no prebuilt wheel for the platform, such as
 # faust-streaming on arm64) and installs them into a virtualenv; the final stage copies only
 # that virtualenv onto a slim Python base, so no compiler, pip cache or source tree ends up
-# in the image.
+# in the image. The dependencies are exactly those of requirements.lock (versions and
+# hashes, written by `make lock`): a new release of a dependency changes no image until the
+# lock is updated.
 
 ARG PYTHON_VERSION=3.11
 
@@ -24,14 +26,22 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
+
+# The wheels of the locked dependencies (the runtime ones and the rocksdb extra: the chart's
+# default table store is rocksdb://), every download checked against its hash. A layer of
+# its own, rebuilt only when the lock changes.
+COPY requirements.lock ./
+RUN python -m pip wheel --require-hashes --wheel-dir /wheels -r requirements.lock
+
 # .dockerignore keeps tests, charts, virtualenvs and caches out of the context.
 COPY . .
 
-# The package's wheel plus the wheels of its dependencies (the rocksdb extra: the chart's
-# default table store is rocksdb://), then a virtualenv installed from those wheels only.
-RUN python -m pip wheel --wheel-dir /wheels ".[rocksdb]" \
+# The package's own wheel, then a virtualenv with exactly these wheels (--no-deps: nothing
+# is resolved here; `pip check` fails the build if the lock missed a dependency).
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/bouncewatch \
-    && /opt/bouncewatch/bin/pip install --no-index --find-links /wheels "bouncewatch[rocksdb]" \
+    && /opt/bouncewatch/bin/pip install --no-index --no-deps /wheels/*.whl \
+    && /opt/bouncewatch/bin/pip check \
     && /opt/bouncewatch/bin/bouncewatch --help > /dev/null
 
 

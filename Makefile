@@ -3,15 +3,23 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Every dependency is installed at the exact version (and hash) of a lock file written by
+# `make lock`: requirements.lock for the image (runtime and rocksdb extra), requirements-dev.lock
+# for the virtualenv (the dev extra: tests, linters). pip itself is pinned here.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+PIP_VERSION := 26.3
+# The stamp names the checksum of pyproject.toml and the dev lock: a change of either installs again.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(DEV_LOCK) | cksum | cut -d' ' -f1)
 
-.PHONY: dev worker test lint typecheck unit integration schemas readme clean
+.PHONY: dev worker test lint typecheck unit integration schemas readme lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "bouncewatch needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -50,6 +58,16 @@ schemas: $(STAMP)
 ## Regenerate README.md's settings table from the Settings model.
 readme: $(STAMP)
 	$(BIN)/python scripts/update_readme.py
+
+## Resolve the lock files again after a change of dependencies in pyproject.toml, keeping the
+## versions already locked where they still fit. LOCK_FLAGS=--upgrade takes the newest of
+## everything, LOCK_FLAGS="--upgrade-package slack-sdk" of one package. Python 3.11 on Linux
+## (the image's), with hashes; the dev lock keeps the runtime lock's versions.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --python-version 3.11 --python-platform linux \
+	--generate-hashes --custom-compile-command "make lock" --quiet $(LOCK_FLAGS)
+lock: $(STAMP)
+	$(UV_COMPILE) --extra rocksdb --output-file $(LOCK)
+	$(UV_COMPILE) --extra dev --constraint $(LOCK) --output-file $(DEV_LOCK)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .bouncewatch-data

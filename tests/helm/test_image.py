@@ -86,3 +86,37 @@ def test_image_version_label_follows_the_package() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     args = [rest for keyword, rest in _stages()[-1] if keyword == "ARG"]
     assert f"VERSION={pyproject['project']['version']}" in args
+
+
+def _pip_commands(stage: list[tuple[str, str]]) -> list[str]:
+    """Each `pip wheel` / `pip install` command of a stage's RUN instructions."""
+    commands: list[str] = []
+    for keyword, rest in stage:
+        if keyword != "RUN":
+            continue
+        for command in re.split(r"&&|;", rest):
+            command = " ".join(command.split())
+            if re.search(r"\bpip (wheel|install)\b", command):
+                commands.append(command)
+    return commands
+
+
+def test_image_installs_exactly_the_runtime_lock() -> None:
+    """Dependencies come from requirements.lock (exact versions, hash-checked); bouncewatch
+    itself is added with --no-deps, and nothing is resolved against the index."""
+    build = _stages()[0]
+    copies = [rest for keyword, rest in build if keyword == "COPY"]
+    assert any("requirements.lock" in rest.split() for rest in copies)
+    commands = _pip_commands(build)
+    locked = [c for c in commands if "-r requirements.lock" in c]
+    assert locked and all("--require-hashes" in c for c in locked), commands
+    for command in commands:
+        if command in locked:
+            continue
+        # The rest only build or install what is already there, never a dependency.
+        assert "--no-deps" in command, command
+    installs = [c for c in commands if "pip install" in c]
+    assert installs and all("--no-index" in c for c in installs), installs
+    assert "pip check" in " ".join(rest for _, rest in build)
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert not {"requirements.lock", "*.lock"} & set(ignored)
