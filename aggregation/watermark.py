@@ -159,11 +159,7 @@ class InputProgress:
 
     def idle(self, source: str, now: float) -> bool:
         state = self._sources.get(source)
-        return (
-            state is not None
-            and state.caught_up
-            and now - state.last_read >= self.idle_seconds
-        )
+        return state is not None and state.caught_up and now - state.last_read >= self.idle_seconds
 
     def record(self, now: float, partitions: int) -> dict[str, Any]:
         """The progress record of every owned partition (see ``Progress.update``)."""

@@ -11,6 +11,7 @@ import ssl
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from bouncewatch.logs import logging_config
 from schemas.settings import SecurityProtocol, Settings
@@ -45,10 +46,36 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
     return None
 
 
+class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read when the consumer starts; Faust sets read_committed only with its own
+        # exactly_once mode, whose transactions we do not use.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class _ReadCommittedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> Any:
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _ReadCommittedConsumer
+
+
+class App(faust.App):
+    """A Faust app whose agents read ``read_committed``: the ingest sends its partials in
+    Kafka transactions, and an aborted batch must never be merged."""
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 def create_app(settings: Settings, **overrides: Any) -> faust.App:
     """The app for ``settings``; ``overrides`` are Faust settings a broker needs (dev)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_list],
         broker_credentials=broker_credentials(settings),
@@ -60,10 +87,13 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         # partition counts the tables need; Faust must not auto-create them with others.
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
-        # Input offsets are committed once a batch's partials are acknowledged; a crash before
-        # the commit re-reads the batch, and one cut differently may be counted twice where it
-        # overlaps (README, "Known limitations"). Committing every second keeps that short.
+        # Offsets of the low-volume streams (partials, transitions) are committed on the timer
+        # only: an inline commit in Faust's fetch loop flushes the producer with no timeout, and
+        # a flush waiting on a fresh broker's metadata then stops every stream.
         broker_commit_interval=1.0,
+        broker_commit_every=1 << 30,
+        # Faust's default of 20 minutes turns a broker outage into a silent hang.
+        producer_request_timeout=30.0,
         consumer_group_instance_id=settings.instance_id,
         web_enabled=True,
         web_host=settings.web_host,
@@ -72,8 +102,11 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         autodiscover=False,
         value_serializer="json",
         logging_config=logging_config(settings.log_level, settings.log_format.value),
-        # Faust's own /stats etc. stay on; our health and metrics views join them.
         web_metrics_enabled=False,
+        # Faust's /table and /router views would expose table contents (stored delivery
+        # errors) to anyone reaching the probe port.
+        web_tables_enabled=False,
+        web_router_enabled=False,
         # Each table write is a changelog message; without linger nearly every one went out in
         # a produce request of its own (a syscall and a broker round trip each). 10 ms groups
         # them, and delays an ingest batch's acknowledgement by at most as much.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -80,6 +80,20 @@ class WorkerMetrics:
             "bouncewatch_late_events",
             "Attempts older than the allowed lateness: counted here, not in any bucket",
             ["isp"],
+            registry=r,
+        )
+        self.events_refused = Counter(
+            "bouncewatch_events_refused",
+            "Events dead-lettered for their time: ahead of the clock or behind their input "
+            "partition by more than BOUNCEWATCH_MAX_EVENT_AHEAD / _BEHIND",
+            ["direction"],
+            registry=r,
+        )
+        self.ingest_commit_seconds = Histogram(
+            "bouncewatch_ingest_commit_seconds",
+            "Time to send one ingest batch's partials and dead letters and commit its input "
+            "offsets (one Kafka transaction)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
         self.partials_sent = Counter(

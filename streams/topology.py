@@ -23,23 +23,19 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 import faust
-import orjson
-from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aggregation.buckets import Partial, parse_key
 from alerts.catchup import KeyState
-from delivery.adapters import Decoded
 from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
 from streams.app import create_app
-from streams.deadletter import dead_letter
-from streams.engine import Aggregator, Chunk, Engine, IngestBatch
+from streams.engine import Aggregator, Engine
 from streams.health import install_health_views, readiness
+from streams.ingest import IngestConsumer
 from streams.metrics import WorkerMetrics
 from streams.notify import PartitionNotifiers, install_notify
 from streams.silences import SilenceView
@@ -56,8 +52,6 @@ class Topology:
     settings: Settings
     engine: Engine
     metrics: WorkerMetrics
-    input_topic: faust.TopicT
-    dead_letter_topic: faust.TopicT
     partials_topic: faust.TopicT
     alerts_topic: faust.TopicT
     notify_topic: faust.TopicT
@@ -68,19 +62,17 @@ class Topology:
     aggregator: Aggregator | None = None
     indexed_generation: int = -1
     notifiers: PartitionNotifiers | None = None
+    ingest: IngestConsumer | None = None
 
 
 def build(settings: Settings, engine: Engine | None = None, **faust_overrides: Any) -> Topology:
     app = create_app(settings, **faust_overrides)
     partitions = settings.topic_partitions
-    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     t = Topology(
         app=app,
         settings=settings,
         engine=engine or Engine.from_settings(settings),
         metrics=WorkerMetrics(),
-        input_topic=app.topic(settings.topic_input, **raw),
-        dead_letter_topic=app.topic(settings.topic_dead_letter, **raw),
         partials_topic=app.topic(
             settings.topic_partials,
             key_type=str,
@@ -131,127 +123,25 @@ def build(settings: Settings, engine: Engine | None = None, **faust_overrides: A
             mx_cache.close()  # lookups still queued would answer no one
 
     install_notify(t)
-    install_health_views(app)
+    install_health_views(app, t.ingest)
     _install_views(t)
     return t
 
 
-# ---- ingest ------------------------------------------------------------------------------
+# ---- ingest -------------------------------------------------------------------------------
 
 
 def _install_ingest(t: Topology) -> None:
-    app, metrics, engine = t.app, t.metrics, t.engine
+    """Run the ingest batch consumer (``streams.ingest``) for as long as the app runs."""
+    ingest = t.ingest = IngestConsumer(t.settings, t.engine, t.metrics)
 
-    @app.agent(t.input_topic, name="ingest")
-    async def ingest(stream: faust.StreamT[bytes]) -> None:
-        # take_events is on Stream, not on the StreamT protocol the agent is typed with.
-        # A batch sends one partial per aggregation key it saw, whatever its size: larger
-        # batches send fewer partials per event, each a merge and table writes downstream.
-        batches = cast(faust.Stream[bytes], stream).take_events(
-            t.settings.ingest_batch_messages, within=t.settings.ingest_batch_seconds
-        )
-        async for batch in batches:
-            reader = IngestBatch(engine)
-            pending: list[Any] = []
-            for event in batch:
-                message = event.message
-                # A null value (tombstone) reads as empty bytes and is dead-lettered.
-                raw = event.value if isinstance(event.value, bytes) else b""
-                source = f"{message.topic}:{message.partition}"
-                decoded, chunk = reader.read(raw, source, message.offset)
-                if decoded.errors:
-                    pending.append(await _dead_letter(t, message, raw, decoded))
-                if chunk is not None:
-                    pending.extend(await _flush(t, chunk))
-            pending.extend(await _flush(t, reader.flush()))
-            metrics.messages_in.inc(len(batch))
-            # The batch is acknowledged when this iteration ends: only after the broker
-            # has every partial and dead letter it produced.
-            await asyncio.gather(*pending)
+    @t.app.task  # type: ignore[untyped-decorator]
+    async def start_ingest() -> None:
+        await ingest.start()
 
-
-async def _dead_letter(t: Topology, message: Any, raw: bytes, decoded: Decoded) -> Any:
-    for error in decoded.errors:
-        t.metrics.invalid_events.labels(error.field or "").inc()
-    record = dead_letter(
-        key=message.key,
-        value=raw,
-        errors=decoded.errors,
-        counted=len(decoded.events),
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-    )
-    t.metrics.dead_lettered.inc()
-    return await t.dead_letter_topic.send(
-        key=record.key, value=record.value, headers=record.headers
-    )
-
-
-async def _flush(t: Topology, chunk: Chunk) -> list[Any]:
-    """Send a chunk's partials and its progress record, bundled per partials partition.
-
-    One message per partition rather than one per key: each message costs Faust far more
-    than merging the partial it carries (about 0.2 partials per event on single-event input).
-    Each partial still goes to the partition its key would go to as a message key, and the
-    partition's progress record rides in its last message, after its partials.
-    """
-    metrics = t.metrics
-    partitions = t.settings.topic_partitions
-    encoded: list[list[bytes]] = [[] for _ in range(partitions)]
-    for key, partial in chunk.partials.items():
-        encoded[partials_partition(key, partitions)].append(orjson.dumps(partial.to_dict()))
-    metrics.partials_sent.inc(len(chunk.partials))
-    progress = orjson.dumps(chunk.progress) if chunk.progress else None
-    pending = []
-    for p, items in enumerate(encoded):
-        for value in bundles(items, progress):
-            pending.append(
-                await t.partials_topic.send(
-                    key=None, value=value, partition=p, value_serializer="raw"
-                )
-            )
-    for (fmt, outcome, isp), n in chunk.tally.events.items():
-        metrics.events_in.labels(fmt, outcome, isp).inc(n)
-    if chunk.tally.skipped:
-        metrics.events_skipped.inc(chunk.tally.skipped)
-    return pending
-
-
-#: Bytes of encoded partials one partials message carries at most (a single larger partial
-#: travels alone), well under Kafka's default 1 MB message limit.
-BUNDLE_MAX_BYTES = 256 * 1024
-
-
-@lru_cache(maxsize=1 << 16)
-def partials_partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives ``key`` as a message key.
-
-    Earlier versions sent each partial keyed by its aggregation key; the same choice keeps
-    each key's table entries in the partition that already holds them.
-    """
-    return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
-
-
-def bundles(items: list[bytes], progress: bytes | None) -> list[bytes]:
-    """JSON ``{"partials": [...], "progress": {...}}`` messages for one partition, in order:
-    the progress record goes in the last one only (see ``streams.engine.Progress``)."""
-    groups: list[list[bytes]] = []
-    size = BUNDLE_MAX_BYTES
-    for item in items:
-        if size + len(item) > BUNDLE_MAX_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(item)
-        size += len(item) + 1
-    if not groups:
-        if progress is None:
-            return []
-        groups.append([])
-    out = [b'{"partials":[' + b",".join(group) + b"]}" for group in groups]
-    if progress is not None:
-        out[-1] = out[-1][:-1] + b',"progress":' + progress + b"}"
-    return out
+    @t.app.on_before_shutdown.connect
+    async def stop_ingest(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await ingest.stop()
 
 
 # ---- aggregate and evaluate ----------------------------------------------------------------
@@ -342,13 +232,16 @@ def _install_views(t: Topology) -> None:
 
 def _refresh_gauges(t: Topology) -> None:
     m = t.metrics
-    m.ready.set(1 if readiness(t.app)[0] else 0)
+    m.ready.set(1 if readiness(t.app, t.ingest)[0] else 0)
     m.alerts_firing.clear()
     for (rule, severity), n in ensure_indexed(t).firing_counts().items():
         m.alerts_firing.labels(rule, severity).set(n)
     if t.notifiers is not None:
         m.set_notifier_samples(t.notifiers.metrics.samples(), t.notifiers.outbox_sizes())
-    m.set_consumer_lag(_consumer_lag(t.app))
+    lag = _consumer_lag(t.app)
+    if t.ingest is not None:
+        lag.update(t.ingest.lag())
+    m.set_consumer_lag(lag)
     mx = t.engine.mx_cache
     if mx is not None:
         m.mx_lookups.labels("done").set(mx.lookups - mx.failures)
@@ -375,7 +268,7 @@ def _consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
 
 def status(t: Topology) -> dict[str, Any]:
     """Per-ISP rates over the last window and the active alerts this worker holds."""
-    ready, checks = readiness(t.app)
+    ready, checks = readiness(t.app, t.ingest)
     window = 15 * 60
     isps: dict[str, Any] = {}
     aggregator = ensure_indexed(t)

@@ -171,6 +171,7 @@ def test_health_and_metrics(worker: WorkerProcess) -> None:
         "joined_group": True,
         "not_rebalancing": True,
         "tables_recovered": True,
+        "ingest_assigned": True,
     }
     status, text = worker.get("/metrics")
     assert status == 200 and "bouncewatch_messages_total" in text

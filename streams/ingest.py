@@ -1,0 +1,411 @@
+"""The ingest stage: a batch consumer of the input topic, outside Faust's per-message path.
+
+Faust spends hundreds of microseconds of Python on every message it delivers to an agent;
+this stage is stateless and high-volume, so it reads the input with a plain aiokafka
+consumer (its own consumer group, ``<app id>-ingest``) in the worker's process and event
+loop. Per batch it decodes, validates, classifies and resolves every event
+(``streams.engine.IngestBatch``), and sends one partial per aggregation key, bundled per
+partials partition, each bundle's last message carrying the progress record of every input
+partition this consumer owns (``aggregation.watermark``).
+
+Exactly once: a batch's partials, its dead letters and its input offsets go in one Kafka
+transaction (``send_offsets_to_transaction``), and the aggregate agent reads the partials
+``read_committed``. A crash before the commit aborts the transaction: the batch is read again
+and nothing of it was counted. A broker without transactions (the embedded development
+broker) gets the same sends, then an offset commit; a partial still carries its input
+offset ranges, so one re-sent after a crash is merged once (said at start in the log).
+
+A partition taken away in a rebalance first has its open batch sent and committed. The
+consumer is ready once it holds its assignment; SIGTERM ends the batch in hand, commits it
+and leaves (or, with static membership, keeps its place for the restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+from aiokafka.structs import OffsetAndMetadata
+
+from aggregation.watermark import InputProgress
+from bouncewatch.kafka_client import aiokafka_config
+from schemas.settings import Settings
+from streams.deadletter import DeadLetter, dead_letter
+from streams.engine import Chunk, Engine, IngestBatch
+from streams.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+#: Bytes of encoded partials one partials message carries at most (a single larger partial
+#: travels alone), well under Kafka's default 1 MB message limit.
+BUNDLE_MAX_BYTES = 256 * 1024
+#: Longest stretch of CPU work between two turns of the event loop while a batch is read, so
+#: that the web port (probes, metrics) answers during a backlog.
+YIELD_EVERY_SECONDS = 0.02
+#: How often a consumer with nothing to read still sends its progress records (idleness).
+PROGRESS_EVERY_SECONDS = 1.0
+#: A transaction still open this long is aborted by the broker (a producer that died).
+TRANSACTION_TIMEOUT_MS = 30_000
+
+
+@lru_cache(maxsize=1 << 16)
+def partials_partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` as a message key, so each
+    key's table entries stay in the partition that holds them."""
+    return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
+
+
+def bundles(items: list[bytes], progress: bytes | None) -> list[bytes]:
+    """JSON ``{"partials": [...], "progress": {...}}`` messages for one partition, in order:
+    the progress record goes in the last one only (see ``aggregation.watermark.Progress``)."""
+    groups: list[list[bytes]] = []
+    size = BUNDLE_MAX_BYTES
+    for item in items:
+        if size + len(item) > BUNDLE_MAX_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += len(item) + 1
+    if not groups:
+        if progress is None:
+            return []
+        groups.append([])
+    out = [b'{"partials":[' + b",".join(group) + b"]}" for group in groups]
+    if progress is not None:
+        out[-1] = out[-1][:-1] + b',"progress":' + progress + b"}"
+    return out
+
+
+def source_of(tp: TopicPartition) -> str:
+    return f"{tp.topic}:{tp.partition}"
+
+
+@dataclass
+class _Batch:
+    """The open batch: its reader, what it sends, and the input offsets it covers."""
+
+    reader: IngestBatch
+    started: float
+    chunks: list[Chunk] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    #: Next input offset to read per partition, once this batch is committed.
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    messages: int = 0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, ingest: IngestConsumer) -> None:
+        self.ingest = ingest
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.ingest.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.ingest.partitions_assigned(assigned)
+
+
+class IngestConsumer:
+    """Reads the input topic in batches and sends partials (module notes)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        metrics: WorkerMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.clock = clock
+        self.group_id = f"{settings.app_id}-ingest"
+        self.inputs = InputProgress(engine.time_bounds, settings.ingest_idle_seconds)
+        self.transactional = False
+        self.assigned = False
+        self.rebalancing = False
+        self.failure: BaseException | None = None
+        self._input_partitions = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._batch: _Batch | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_sent = 0.0
+        self._refused_counted: dict[str, int] = {}
+
+    # ---- life cycle
+
+    async def start(self) -> None:
+        common = aiokafka_config(self.settings)
+        common["client_id"] = f"{self.settings.app_id}-ingest"
+        self._producer = await self._start_producer(common)
+        self._consumer = AIOKafkaConsumer(
+            **common,
+            group_id=self.group_id,
+            group_instance_id=self.settings.instance_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.ingest_batch_messages,
+            request_timeout_ms=40_000,
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
+            # A batch is read in well under this; the loop also turns while it is.
+            max_poll_interval_ms=300_000,
+        )
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.settings.topic_input)
+        if not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(self.settings.topic_input)
+        self._input_partitions = len(partitions or ())
+        if not self._input_partitions:
+            raise RuntimeError(f"input topic {self.settings.topic_input!r} does not exist")
+        self._consumer.subscribe([self.settings.topic_input], listener=_Listener(self))
+        self._task = asyncio.create_task(self._run(), name="bouncewatch-ingest")
+        self._task.add_done_callback(self._ended)
+
+    async def _start_producer(self, common: dict[str, Any]) -> AIOKafkaProducer:
+        base: dict[str, Any] = {
+            **common,
+            "acks": "all",
+            "linger_ms": 5,
+            "request_timeout_ms": 30_000,
+            "max_request_size": 4 * BUNDLE_MAX_BYTES,
+        }
+        instance = self.settings.instance_id or uuid.uuid4().hex
+        producer = AIOKafkaProducer(
+            **base,
+            enable_idempotence=True,
+            transactional_id=f"{self.settings.app_id}-ingest-{instance}",
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        )
+        try:
+            await asyncio.wait_for(producer.start(), timeout=30)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            log.warning(
+                "the broker refused transactions (%s): ingest sends, then commits offsets; a "
+                "batch re-read after a crash is merged once by its offset ranges",
+                exc,
+            )
+            producer = AIOKafkaProducer(**base)
+            await producer.start()
+            return producer
+        self.transactional = True
+        log.info("ingest: exactly once through Kafka transactions (group %s)", self.group_id)
+        return producer
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.failure = task.exception()
+            log.error("ingest stopped: %r", self.failure, exc_info=self.failure)
+
+    @property
+    def alive(self) -> bool:
+        """False once the batch loop has died: the liveness probe then fails."""
+        return self.failure is None
+
+    @property
+    def ready(self) -> bool:
+        return self.assigned and not self.rebalancing and self.alive
+
+    async def stop(self) -> None:
+        """End the batch in hand, commit it, leave the group."""
+        self._stopping = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=60)
+            if not self._task.done():
+                self._task.cancel()
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+
+    # ---- rebalancing
+
+    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.inputs.assign((source_of(tp) for tp in assigned), self.clock())
+        self.assigned = True
+        self.rebalancing = False
+        log.info("ingest: assigned %s", sorted(source_of(tp) for tp in assigned))
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.rebalancing = True
+        async with self._lock:
+            if self._batch is not None and self._batch.offsets:
+                await self._commit(self._batch)
+                self._batch = None
+        self.inputs.revoke(source_of(tp) for tp in revoked)
+
+    # ---- the batch loop
+
+    def _new_batch(self) -> _Batch:
+        reader = IngestBatch(self.engine, self.inputs, self._input_partitions, self.clock)
+        return _Batch(reader, time.monotonic())
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        window = self.settings.ingest_batch_seconds
+        limit = self.settings.ingest_batch_messages
+        while not self._stopping:
+            data = await consumer.getmany(timeout_ms=200, max_records=limit)
+            async with self._lock:
+                batch = self._batch
+                if batch is None:
+                    batch = self._batch = self._new_batch()
+                for tp, records in data.items():
+                    await self._read(batch, tp, records)
+                self._note_caught_up(consumer)
+                now = time.monotonic()
+                due = batch.messages >= limit or (batch.messages and now - batch.started >= window)
+                heartbeat = not batch.messages and now - self._last_sent >= PROGRESS_EVERY_SECONDS
+                if due or heartbeat or (self._stopping and batch.messages):
+                    await self._commit(batch)
+                    self._batch = None
+        async with self._lock:
+            if self._batch is not None and self._batch.messages:
+                await self._commit(self._batch)
+                self._batch = None
+
+    async def _read(self, batch: _Batch, tp: TopicPartition, records: list[Any]) -> None:
+        source = source_of(tp)
+        reader = batch.reader
+        turn = time.perf_counter() + YIELD_EVERY_SECONDS
+        for n, record in enumerate(records):
+            # A null value (tombstone) reads as empty bytes and is dead-lettered.
+            value = record.value if isinstance(record.value, bytes) else b""
+            decoded, chunk = reader.read(value, source, record.offset)
+            if decoded.errors:
+                for error in decoded.errors:
+                    self.metrics.invalid_events.labels(error.field or "").inc()
+                batch.dead.append(
+                    dead_letter(
+                        key=record.key,
+                        value=value,
+                        errors=decoded.errors,
+                        counted=len(decoded.events),
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=record.offset,
+                    )
+                )
+            if chunk is not None:
+                batch.chunks.append(chunk)
+            if not n % 32 and time.perf_counter() > turn:
+                await asyncio.sleep(0)
+                turn = time.perf_counter() + YIELD_EVERY_SECONDS
+        if records:
+            batch.offsets[tp] = records[-1].offset + 1
+            batch.messages += len(records)
+
+    def _note_caught_up(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = self._position(consumer, tp)
+            caught_up = highwater is not None and position is not None and position >= highwater
+            self.inputs.set_caught_up(source_of(tp), caught_up)
+
+    def _position(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+        batch = self._batch
+        if batch is not None and tp in batch.offsets:
+            return batch.offsets[tp]
+        # aiokafka's position() waits for a position; the state it reads answers at once.
+        subscription = consumer._subscription.subscription
+        if subscription is None or subscription.assignment is None:
+            return None
+        state = subscription.assignment.state_value(tp)
+        if state is None or not state.has_valid_position:
+            return None
+        return int(state.position)
+
+    # ---- sending
+
+    async def _commit(self, batch: _Batch) -> None:
+        """Send the batch's partials, progress and dead letters; commit its input offsets."""
+        producer, consumer = self._producer, self._consumer
+        assert producer is not None and consumer is not None
+        batch.chunks.append(batch.reader.flush())
+        started = time.perf_counter()
+        offsets = {tp: OffsetAndMetadata(o, "") for tp, o in batch.offsets.items()}
+        if self.transactional:
+            async with producer.transaction():
+                await self._send(producer, batch)
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, self.group_id)
+        else:
+            await asyncio.gather(*await self._send(producer, batch))
+            if offsets:
+                await consumer.commit(offsets)
+        self._last_sent = time.monotonic()
+        self.metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
+        self._count(batch)
+
+    async def _send(self, producer: AIOKafkaProducer, batch: _Batch) -> list[Awaitable[Any]]:
+        pending: list[Awaitable[Any]] = []
+        partitions = self.settings.topic_partitions
+        topic = self.settings.topic_partials
+        for chunk in batch.chunks:
+            encoded: list[list[bytes]] = [[] for _ in range(partitions)]
+            for key, partial in chunk.partials.items():
+                encoded[partials_partition(key, partitions)].append(orjson.dumps(partial.to_dict()))
+            progress = orjson.dumps(chunk.progress) if chunk.progress else None
+            for p, items in enumerate(encoded):
+                for value in bundles(items, progress):
+                    pending.append(await producer.send(topic, value=value, partition=p))
+        for record in batch.dead:
+            pending.append(
+                await producer.send(
+                    self.settings.topic_dead_letter,
+                    key=record.key,
+                    value=record.value,
+                    headers=record.headers,
+                )
+            )
+        return pending
+
+    def _count(self, batch: _Batch) -> None:
+        metrics = self.metrics
+        metrics.messages_in.inc(batch.messages)
+        metrics.dead_lettered.inc(len(batch.dead))
+        for chunk in batch.chunks:
+            metrics.partials_sent.inc(len(chunk.partials))
+            for (fmt, outcome, isp), n in chunk.tally.events.items():
+                metrics.events_in.labels(fmt, outcome, isp).inc(n)
+            if chunk.tally.skipped:
+                metrics.events_skipped.inc(chunk.tally.skipped)
+        for direction, n in self.inputs.refused.items():
+            counted = self._refused_counted.get(direction, 0)
+            if n > counted:
+                metrics.events_refused.labels(direction).inc(n - counted)
+                self._refused_counted[direction] = n
+
+    # ---- observation
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        lag: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = self._position(consumer, tp)
+            if highwater is not None and position is not None:
+                lag[(tp.topic, tp.partition)] = max(0, highwater - position)
+        return lag
