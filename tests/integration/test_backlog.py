@@ -1,0 +1,147 @@
+"""A backlog over eight input partitions, written without keys and read far faster than real
+time, once straight and once with a SIGKILL and a restart in the middle: the worker counts no
+event late and publishes exactly the transitions `bouncewatch replay` finds in the same file.
+
+The feed is what a fleet of MTA hosts ships: KumoMTA records in time order within 40 s of
+jitter (several hosts' clocks and queues), one record per message, spread over the
+partitions by the producer. A worker catching up reads the partitions at different speeds;
+event time must follow the slowest of them (aggregation/watermark.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alerts.rules import load_default_rules
+from tests.support.feeds import as_messages, jittered, kumomta_record, produce_keyless
+from tests.support.kafka_io import TopicReader, read_jsonl
+from tests.support.transitions import transition_keys
+from tests.support.worker import REPO, WorkerProcess, isolated_env
+
+pytestmark = pytest.mark.integration
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
+CONFIG = load_default_rules().aggregation_config()
+PARTITIONS = 8
+
+
+def feed() -> list[dict[str, Any]]:
+    """Two incidents at two ISPs over three hours: about 47,000 KumoMTA records."""
+    events = read_jsonl(SCENARIOS / "microsoft_ip_blocklist.jsonl.gz") + read_jsonl(
+        SCENARIOS / "yahoo_tss04_wave.jsonl.gz"
+    )
+    records = [kumomta_record(e) for e in jittered(events, 40, seed=11)]
+    # The offline replay evaluates through the end of the last bucket of a finished file; a
+    # live worker gets there once every partition is idle and the latest event is that far on.
+    last = max(r["timestamp"] for r in records)
+    size = CONFIG.bucket_seconds
+    closing = {**records[-1], "recipient": "closing@clock.invalid", "type": "Delivery"}
+    closing["timestamp"] = (int(last) // size + 1) * size + CONFIG.evaluation_delay_seconds
+    closing["response"] = {"code": 250, "enhanced_code": None, "content": "ok"}
+    return [*records, closing]
+
+
+def replay_transitions(records: list[dict[str, Any]], tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "feed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = subprocess.run(
+        [sys.executable, "-m", "bouncewatch.cli", "replay", str(path), "--output", "jsonl"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def env(kafka_bootstrap: str, new_topic: Any) -> dict[str, str]:
+    return isolated_env(
+        kafka_bootstrap,
+        new_topic,
+        input_partitions=PARTITIONS,
+        alert_partitions=2,
+        partitions=4,
+        BOUNCEWATCH_INPUT_FORMAT="kumomta",
+        # A restarted worker takes its partitions back at once, and its ingest producer
+        # aborts the transaction the killed one left open.
+        BOUNCEWATCH_INSTANCE_ID="backlog-worker",
+        BOUNCEWATCH_INGEST_IDLE_SECONDS="5",
+    )
+
+
+@pytest.fixture
+def alerts(env: dict[str, str], kafka_bootstrap: str) -> Iterator[TopicReader]:
+    reader = TopicReader(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_ALERTS"])
+    yield reader
+    reader.close()
+
+
+def published(alerts: TopicReader, count: int, worker: WorkerProcess) -> list[dict[str, Any]]:
+    records = alerts.wait_for(lambda r: len(r) >= count, timeout=300, settle=5)
+    assert len(records) >= count, worker.tail(40)
+    return [json.loads(r.value) for r in records]
+
+
+def minute(t: dict[str, Any]) -> str:
+    return datetime.fromisoformat(t["event_time"]).strftime("%H:%M")
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["straight", "sigkill-and-restart"])
+def test_a_keyless_backlog_counts_nothing_late_and_matches_replay(
+    crash: bool,
+    env: dict[str, str],
+    kafka_bootstrap: str,
+    alerts: TopicReader,
+    tmp_path: Path,
+) -> None:
+    records = feed()
+    want = replay_transitions(records, tmp_path)
+    assert len(want) >= 10, "the feed raises alerts at all"
+    topic = env["BOUNCEWATCH_TOPIC_INPUT"]
+    messages = as_messages(records)
+    late_before = 0.0
+    worker = WorkerProcess(env, tmp_path, name="first").start()
+    try:
+        worker.wait_ready()
+        if crash:
+            produce_keyless(kafka_bootstrap, topic, messages[: len(messages) // 2])
+            # Killed while reading: some batches committed, one perhaps in flight.
+            worker.wait_until(
+                "a third of the feed read",
+                lambda: worker.metric("bouncewatch_messages_total") >= len(messages) // 3,
+                timeout=120,
+            )
+            late_before = worker.metric("bouncewatch_late_events_total")
+            worker.kill()
+            produce_keyless(kafka_bootstrap, topic, messages[len(messages) // 2 :])
+            # The same instance id and web address, as a pod restarted in place has (Faust's
+            # assignor insists that a static member's address does not change).
+            port = worker.web_port
+            worker = WorkerProcess(
+                {**env, "BOUNCEWATCH_WEB_PORT": str(port)}, tmp_path, name="restarted"
+            )
+            worker.web_port = port
+            worker.start()
+            worker.wait_ready()
+        else:
+            produce_keyless(kafka_bootstrap, topic, messages)
+        got = published(alerts, len(want), worker)
+        late = late_before + worker.metric("bouncewatch_late_events_total")
+        detail = sorted(
+            {(minute(t), t["rule"], t["isp"], t["kind"]) for t in got}
+            ^ {(minute(t), t["rule"], t["isp"], t["kind"]) for t in want}
+        )
+        assert transition_keys(got) == transition_keys(want), f"differ: {detail}"
+        assert late == 0, worker.tail(40)
+    finally:
+        worker.stop()
