@@ -61,6 +61,10 @@ StatefulSet's pod ordinal and controller-revision hash still fit the 63-characte
 {{- include "bouncewatch.fullname" . -}}
 {{- end -}}
 
+{{- define "bouncewatch.dashboardConfigMapName" -}}
+{{- printf "%s-dashboard" (include "bouncewatch.fullname" .) -}}
+{{- end -}}
+
 {{- define "bouncewatch.topicsJobName" -}}
 {{- printf "%s-topics" (include "bouncewatch.fullname" .) -}}
 {{- end -}}
