@@ -4,7 +4,7 @@ Faust spends hundreds of microseconds of Python on every message it delivers to 
 this stage is stateless and high-volume, so it reads the input with a plain aiokafka
 consumer (its own consumer group, ``<app id>-ingest``) in the worker's process and event
 loop. Per batch it decodes, validates, classifies and resolves every event
-(``streams.engine.IngestBatch``), and sends one partial per aggregation key, bundled per
+(``aggregation.ingest.IngestBatch``), and sends one partial per aggregation key, bundled per
 partials partition, each bundle's last message carrying the progress record of every input
 partition this consumer owns (``aggregation.watermark``).
 
@@ -38,11 +38,11 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import OffsetAndMetadata
 
+from aggregation.ingest import Chunk, Engine, IngestBatch
 from aggregation.watermark import InputProgress
 from bouncewatch.kafka_client import aiokafka_config
 from schemas.settings import Settings
 from streams.deadletter import DeadLetter, dead_letter
-from streams.engine import Chunk, Engine, IngestBatch
 from streams.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)

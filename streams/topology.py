@@ -28,12 +28,13 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from aggregation.aggregator import Aggregator
 from aggregation.buckets import Partial, parse_key
+from aggregation.ingest import Engine
 from alerts.catchup import KeyState
 from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
 from streams.app import create_app
-from streams.engine import Aggregator, Engine
 from streams.health import install_health_views, readiness
 from streams.ingest import IngestConsumer
 from streams.metrics import WorkerMetrics

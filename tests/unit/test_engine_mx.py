@@ -6,11 +6,11 @@ import json
 import time
 from collections import Counter
 
+from aggregation.ingest import Engine, IngestBatch
 from alerts.rules import load_default_rules
 from delivery.classify import default_classifier
 from delivery.isp import load_resolver
 from delivery.mx_lookup import MxCache
-from streams.engine import Engine, IngestBatch
 
 OUTLOOK_MX = "example-corp-com.mail.protection.outlook.com"
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from aggregation.aggregator import Aggregator
+from aggregation.ingest import Chunk, Engine, IngestBatch
 from aggregation.watermark import InputProgress
 from alerts.catchup import KeyState
 from alerts.replay import replay
@@ -26,7 +28,6 @@ from alerts.rules import load_default_rules
 from delivery.classify import default_classifier
 from delivery.isp import load_resolver
 from schemas.alert import AlertTransition
-from streams.engine import Aggregator, Chunk, Engine, IngestBatch
 from tests.support.transitions import transition_keys
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
