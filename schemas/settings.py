@@ -200,6 +200,13 @@ class Settings(BaseSettings):
         description="YAML of receivers and routes; unset: one route from the Slack/SMTP settings",
     )
 
+    silences_unhealthy_after: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds the silence reader may keep failing (it retries with backoff, and "
+        "its silences are frozen meanwhile) before /readyz reports the worker not ready",
+    )
+
     # --- Slack --------------------------------------------------------------------------
     slack_token: SecretStr | None = Field(
         default=None, description="Slack bot token xoxb-... (secret; or `_FILE`)"

@@ -11,7 +11,6 @@ agent). Every worker reads all silences (streams.silences).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
@@ -139,16 +138,19 @@ def install_notify(t: Topology) -> None:
 def _install_silences(t: Topology) -> None:
     settings = t.settings
 
-    @t.app.task  # type: ignore[untyped-decorator]
-    async def follow_silences() -> None:
+    def new_consumer() -> AIOKafkaConsumer:
         from bouncewatch.kafka_client import aiokafka_config
 
-        consumer = AIOKafkaConsumer(
+        return AIOKafkaConsumer(
             **aiokafka_config(settings), enable_auto_commit=False, auto_offset_reset="earliest"
         )
-        try:
-            await t.silences.follow(consumer, settings.topic_silences)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("cannot read silences from %s", settings.topic_silences)
+
+    @t.app.task  # type: ignore[untyped-decorator]
+    async def follow_silences() -> None:
+        # Retries with backoff for as long as the worker runs; /readyz tells when it fails
+        # for longer than silences_unhealthy_after.
+        await t.silences.run(
+            new_consumer,
+            settings.topic_silences,
+            unhealthy_after=settings.silences_unhealthy_after,
+        )
