@@ -479,14 +479,16 @@ def default_config(settings: Settings) -> NotifyConfig:
     """What to do without a notifications file: tell whoever the settings name.
 
     Slack when a bot token or webhook is set, email when a relay and recipients are set, both
-    when both are; the console otherwise, so an alert is never silently nowhere.
+    when both are; the console otherwise, so an alert is never silently nowhere. The email
+    config logs in over plain SMTP only with BOUNCEWATCH_SMTP_ALLOW_PLAINTEXT_AUTH, and the
+    log keeps BOUNCEWATCH_NOTIFICATION_LOG_RETENTION.
     """
     slack = []
     if settings.slack_token is not None or settings.slack_webhook_url is not None:
         slack.append(SlackConfig())
     email = []
     if settings.smtp_host and settings.smtp_recipients:
-        email.append(EmailConfig())
+        email.append(EmailConfig(allow_plaintext_auth=settings.smtp_allow_plaintext_auth))
     console = [] if slack or email else [ConsoleConfig()]
     receiver = Receiver(
         name=DEFAULT_RECEIVER,
@@ -494,7 +496,11 @@ def default_config(settings: Settings) -> NotifyConfig:
         email_configs=email,
         console_configs=console,
     )
-    return NotifyConfig(receivers=[receiver], route=Route(receiver=DEFAULT_RECEIVER))
+    return NotifyConfig(
+        receivers=[receiver],
+        route=Route(receiver=DEFAULT_RECEIVER),
+        notification_log_retention=parse_duration(settings.notification_log_retention),
+    )
 
 
 def plaintext_auth_refused(

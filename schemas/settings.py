@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         description="YAML of receivers and routes; unset: one route from the Slack/SMTP settings",
     )
 
+    notification_log_retention: str = Field(
+        default="7d",
+        description="Without a notifications file: how long the notification log remembers an "
+        "alert once its incident resolved (`12h`, `7d`; at least 1h); a file sets its own "
+        "`notification_log_retention`",
+    )
     silences_unhealthy_after: float = Field(
         default=120.0,
         gt=0,
@@ -236,6 +242,12 @@ class Settings(BaseSettings):
     )
     smtp_to: str | None = Field(
         default=None, description="Comma-separated default recipients of alert emails"
+    )
+    smtp_allow_plaintext_auth: bool = Field(
+        default=False,
+        description="Log in to the relay even with BOUNCEWATCH_SMTP_SECURITY=none, which sends "
+        "the password in clear (refused otherwise); only for a relay on localhost or a "
+        "network you trust",
     )
 
     @model_validator(mode="before")
@@ -282,6 +294,17 @@ class Settings(BaseSettings):
         if value.split("://", 1)[0] not in {"memory", "rocksdb", "aerospike"} or "://" not in value:
             raise ValueError("must be a Faust store URL such as memory:// or rocksdb://")
         return value
+
+    @field_validator("notification_log_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        # Imported here: alerts sits above schemas (alerts.routing imports this module).
+        from alerts.routing import MIN_LOG_RETENTION, format_duration, parse_duration
+
+        retention = parse_duration(value)
+        if retention < MIN_LOG_RETENTION:
+            raise ValueError(f"must be at least {format_duration(MIN_LOG_RETENTION)}")
+        return value.strip()
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -462,6 +462,8 @@ Secrets appear only as *_FILE paths into the credentials volume.
 - name: BOUNCEWATCH_NOTIFY_FILE
   value: {{ printf "%s/%s" $v.notifications.mountPath $v.notifications.key | quote }}
 {{- end }}
+- name: BOUNCEWATCH_NOTIFICATION_LOG_RETENTION
+  value: {{ $v.notifications.logRetention | quote }}
 {{- if $v.slack.channel }}
 - name: BOUNCEWATCH_SLACK_CHANNEL
   value: {{ $v.slack.channel | quote }}
@@ -491,6 +493,8 @@ Secrets appear only as *_FILE paths into the credentials volume.
 - name: BOUNCEWATCH_SMTP_TO
   value: {{ $v.smtp.to | quote }}
 {{- end }}
+- name: BOUNCEWATCH_SMTP_ALLOW_PLAINTEXT_AUTH
+  value: {{ $v.smtp.allowPlaintextAuth | quote }}
 {{- end }}
 {{- if $v.smtp.existingSecret }}
 - name: BOUNCEWATCH_SMTP_PASSWORD_FILE
