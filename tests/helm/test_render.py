@@ -28,7 +28,7 @@ from .chart import (
 )
 
 #: Kinds from CRDs, which kubernetes-validate has no schema for; checked by hand below.
-CRD_KINDS = {"ServiceMonitor"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}  # PrometheusRule: test_prometheus_rules.py
 
 
 def test_helm_lint_strict(case: str) -> None:

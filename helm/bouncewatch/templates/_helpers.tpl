@@ -65,6 +65,10 @@ StatefulSet's pod ordinal and controller-revision hash still fit the 63-characte
 {{- printf "%s-dashboard" (include "bouncewatch.fullname" .) -}}
 {{- end -}}
 
+{{- define "bouncewatch.prometheusRuleName" -}}
+{{- include "bouncewatch.fullname" . -}}
+{{- end -}}
+
 {{- define "bouncewatch.topicsJobName" -}}
 {{- printf "%s-topics" (include "bouncewatch.fullname" .) -}}
 {{- end -}}

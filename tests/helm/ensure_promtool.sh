@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install a pinned promtool (Prometheus' rule checker and unit-test runner) with `go install`
+# through the Go module proxy, into a cache directory that survives between runs, and print
+# the binary's path on stdout. The chart tests call it (tests/helm/test_prometheus_rules.py),
+# as they call scripts/ensure_helm.sh for helm, so CI needs nothing installed beforehand but Go.
+#
+#   PROMTOOL="$(bash tests/helm/ensure_promtool.sh)" && "$PROMTOOL" --version
+#
+# Reuses the cached binary when it is already there (a cached run takes milliseconds).
+# Environment:
+#   BOUNCEWATCH_CACHE_DIR        cache root (default: $HOME/.cache/bouncewatch)
+#   BOUNCEWATCH_PROMTOOL_VERSION Prometheus module version (default: the pinned one below;
+#                                Prometheus 3.x is published as module versions v0.3xx.y)
+# Progress goes to stderr, so stdout is only the path.
+set -euo pipefail
+
+PROMTOOL_VERSION="${BOUNCEWATCH_PROMTOOL_VERSION:-v0.316.0}"
+CACHE_DIR="${BOUNCEWATCH_CACHE_DIR:-${HOME:-/tmp}/.cache/bouncewatch}"
+BIN_DIR="${CACHE_DIR}/promtool/${PROMTOOL_VERSION}/bin"
+PROMTOOL_BIN="${BIN_DIR}/promtool"
+
+if [[ -x "${PROMTOOL_BIN}" ]] && "${PROMTOOL_BIN}" --version >/dev/null 2>&1; then
+    echo "${PROMTOOL_BIN}"
+    exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+    for candidate in /usr/local/go/bin/go /usr/lib/go/bin/go; do
+        if [[ -x "${candidate}" ]]; then
+            PATH="$(dirname "${candidate}"):${PATH}"
+            break
+        fi
+    done
+fi
+if ! command -v go >/dev/null 2>&1; then
+    echo "ensure_promtool.sh: the go toolchain is needed to install promtool (apt-get install golang-go)" >&2
+    exit 1
+fi
+
+echo "ensure_promtool.sh: installing promtool ${PROMTOOL_VERSION} with go install (once; cached in ${BIN_DIR})" >&2
+start=${SECONDS}
+mkdir -p "${BIN_DIR}"
+# A temporary GOBIN then a rename, so an interrupted build never leaves a half binary behind.
+tmp_bin="$(mktemp -d "${CACHE_DIR}/promtool/.install.XXXXXX")"
+trap 'rm -rf "${tmp_bin}"' EXIT
+# builtinassets: the web UI's assets are not needed by promtool and are not in the module.
+CGO_ENABLED=0 GOBIN="${tmp_bin}" GOFLAGS="${GOFLAGS:-} -trimpath" \
+    nice -n 10 go install -ldflags "-s -w" \
+    "github.com/prometheus/prometheus/cmd/promtool@${PROMTOOL_VERSION}" >&2
+mv -f "${tmp_bin}/promtool" "${PROMTOOL_BIN}"
+echo "ensure_promtool.sh: built in $((SECONDS - start))s" >&2
+"${PROMTOOL_BIN}" --version >&2
+echo "${PROMTOOL_BIN}"
