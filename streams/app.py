@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.web.drivers import aiohttp as faust_aiohttp
 
 from bouncewatch.logs import logging_config
 from schemas.settings import SecurityProtocol, Settings
@@ -64,12 +65,30 @@ class _Transport(faust_aiokafka.Transport):
     Consumer = _ReadCommittedConsumer
 
 
+class _Web(faust_aiohttp.Web):
+    """Faust's aiohttp server with none of Faust's own pages, only those the app adds.
+
+    Faust serves, besides the flags below, a production index at ``/`` that no setting
+    turns off; the web port is to serve only what README lists (/healthz, /readyz, /metrics,
+    /status).
+    """
+
+    default_blueprints = ()  # /router, /table
+    production_blueprints = ()  # / ({"status": "OK"})
+    debug_blueprints = ()  # /graph, / and /assignment/ (sensor statistics)
+    optional_blueprints = ()  # /performance
+
+
 class App(faust.App):
     """A Faust app whose agents read ``read_committed``: the ingest sends its partials in
-    Kafka transactions, and an aborted batch must never be merged."""
+    Kafka transactions, and an aborted batch must never be merged. Its web server serves
+    only the pages the app adds."""
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+    def _new_web(self) -> Any:
+        return _Web(self)
 
 
 def create_app(settings: Settings, **overrides: Any) -> faust.App:
@@ -107,6 +126,10 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         # errors) to anyone reaching the probe port.
         web_tables_enabled=False,
         web_router_enabled=False,
+        # Nor the sensor statistics, partition assignment and service graph (on with debug);
+        # the production index at / goes with the web driver (_Web).
+        web_stats_enabled=False,
+        web_graph_enabled=False,
         # Each table write is a changelog message; without linger nearly every one went out in
         # a produce request of its own (a syscall and a broker round trip each). 10 ms groups
         # them, and delays an ingest batch's acknowledgement by at most as much.
