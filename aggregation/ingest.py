@@ -86,15 +86,21 @@ class Engine:
         self._label_values: dict[Labels, tuple[str | None, str | None, str | None]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Engine:
-        rules = load_rules(settings.rules_file) if settings.rules_file else load_default_rules()
+    def from_settings(
+        cls, settings: Settings, rules: RuleSet | None = None, *, mx_lookup: bool = True
+    ) -> Engine:
+        """The engine the settings describe; ``rules`` instead of the settings' rules file
+        (``replay --rules``). ``mx_lookup=False`` leaves MX lookups out even where the
+        settings turn them on: an offline replay must not depend on when answers land."""
+        if rules is None:
+            rules = load_rules(settings.rules_file) if settings.rules_file else load_default_rules()
         return cls(
             rules=rules,
             classifier=default_classifier(),
             resolver=load_resolver(None, unknown=settings.isp_unknown),
             input_format=settings.input_format,
             mx_cache=MxCache(nameservers=settings.mx_nameserver_list)
-            if settings.mx_lookup
+            if settings.mx_lookup and mx_lookup
             else None,
             time_bounds=TimeBounds(settings.max_event_ahead, settings.max_event_behind),
         )

@@ -13,12 +13,15 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TextIO, cast
 
+from aggregation.ingest import Engine
 from alerts.replay import Observation, Replay, observe
 from alerts.rules import RulesError, RuleSet, format_duration, load_default_rules, load_rules
+from bouncewatch.commands.common import load_settings
 from schemas.alert import AlertTransition, TransitionKind
 
 #: Files above this size show a progress bar on a terminal.
@@ -83,16 +86,20 @@ def _open(path: str) -> tuple[TextIO, IO[bytes] | None, int]:
 
 
 def read_observations(
-    path: str, fmt: str, progress: str
+    path: str, fmt: str, progress: str, engine: Engine | None = None
 ) -> tuple[list[Observation], dict[str, str], int]:
-    """Decode, classify and resolve every event of the file; (observations, ISP names, errors)."""
-    # Imported here: the rules tables load at import, and `rules validate` does not need them.
-    from delivery.adapters import StreamDecoder
-    from delivery.classify import default_classifier
-    from delivery.isp import default_resolver
+    """Decode, classify and resolve every event of the file; (observations, ISP names, errors).
 
-    classifier = default_classifier()
-    resolver = default_resolver()
+    ``engine`` (the settings' by default) classifies and resolves as the worker does. The
+    file is one input: events too far ahead of the clock or behind the file's progress are
+    refused as the worker refuses them (``aggregation.watermark.InputProgress``).
+    """
+    from aggregation.watermark import InputProgress
+    from delivery.adapters import StreamDecoder
+
+    engine = engine or Engine.from_settings(load_settings(), mx_lookup=False)
+    inputs = InputProgress(engine.time_bounds)
+    now = time.time()
     decoder = StreamDecoder(fmt)
     text, raw, total = _open(path)
     enabled = progress == "always" or (
@@ -104,16 +111,16 @@ def read_observations(
     errors = 0
     with text:
         for number, line in enumerate(text, start=1):
-            decoded = decoder.feed_line(line)
+            decoded = inputs.admit(decoder.feed_line(line), path, now)
             for error in decoded.errors:
                 errors += 1
                 if errors <= 10:
                     print(f"{path}:{number}: skipped: {error.reason}", file=sys.stderr)
             for event in decoded.events:
-                obs = observe(event, classifier, resolver)
+                obs = observe(event, engine.classifier, engine.resolver)
                 observations.append(obs)
                 if obs.isp not in names:
-                    names[obs.isp] = resolver.resolve(event.recipient_domain, event.mx_host).name
+                    names[obs.isp] = engine.isp_name(obs.isp)
                 bar.update(len(observations))
     bar.update(len(observations), done=True)
     if errors > 10:
@@ -173,8 +180,11 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    engine = Engine.from_settings(load_settings(), rules, mx_lookup=False)
     try:
-        observations, names, _errors = read_observations(args.events, args.format, args.progress)
+        observations, names, _errors = read_observations(
+            args.events, args.format, args.progress, engine
+        )
     except OSError as exc:
         print(f"bouncewatch replay: {args.events}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -187,9 +197,9 @@ def run(args: argparse.Namespace) -> int:
         if args.output == "jsonl":
             sys.stdout.write(json.dumps(transition.model_dump(mode="json")) + "\n")
 
-    engine = Replay(rules, names, on_transition=keep)
-    engine.feed(_iter_sorted(observations))
-    result = engine.finish()
+    backtest = Replay(rules, names, on_transition=keep)
+    backtest.feed(_iter_sorted(observations))
+    result = backtest.finish()
     if args.output == "table":
         if transitions:
             print_table(transitions)
