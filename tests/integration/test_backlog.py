@@ -145,3 +145,42 @@ def test_a_keyless_backlog_counts_nothing_late_and_matches_replay(
         assert late == 0, worker.tail(40)
     finally:
         worker.stop()
+
+
+def test_an_event_with_a_wrong_clock_is_dead_lettered_and_the_worker_goes_on(
+    kafka_bootstrap: str, new_topic: Any, tmp_path: Path
+) -> None:
+    """A host whose clock says 2100, and one that says 1970, among normal traffic: both are
+    dead-lettered with their reason and counted; the worker answers and reads on."""
+    env = isolated_env(
+        kafka_bootstrap, new_topic, input_partitions=1, BOUNCEWATCH_INPUT_FORMAT="kumomta"
+    )
+    events = read_jsonl(SCENARIOS / "yahoo_tss04_wave.jsonl.gz")
+    records = [kumomta_record(e) for e in events[:3000]]
+    future = {**records[0], "timestamp": 4102444800}  # 2100-01-01
+    past = {**records[0], "timestamp": 0}  # 1970-01-01
+    topic = env["BOUNCEWATCH_TOPIC_INPUT"]
+    dead = TopicReader(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_DEAD_LETTER"])
+    try:
+        with WorkerProcess(env, tmp_path) as worker:
+            worker.wait_ready()
+            produce_keyless(kafka_bootstrap, topic, as_messages(records[:1000]))
+            produce_keyless(kafka_bootstrap, topic, as_messages([future, past]))
+            produce_keyless(kafka_bootstrap, topic, as_messages(records[1000:]))
+            worker.wait_until(
+                "every record read",
+                lambda: worker.metric("bouncewatch_messages_total") >= len(records) + 2,
+                timeout=120,
+            )
+            assert worker.get("/healthz")[0] == 200
+            assert worker.metric("bouncewatch_events_total") == len(records)
+            assert worker.metric("bouncewatch_events_refused_total", direction="ahead") == 1
+            assert worker.metric("bouncewatch_events_refused_total", direction="behind") == 1
+            letters = dead.wait_for(lambda r: len(r) >= 2, timeout=60)
+            reasons = sorted(dict(r.headers)["bouncewatch-error"].decode() for r in letters)
+            assert len(reasons) == 2, reasons
+            behind, ahead = reasons  # sorted: "event_time 1970..." first
+            assert "ahead of the clock" in ahead and "2100-01-01" in ahead
+            assert "behind its input's progress" in behind and "1970-01-01" in behind
+    finally:
+        dead.close()
