@@ -278,7 +278,7 @@ class ReplyClassifier:
                         break
                 else:
                     continue
-            if rule.matches(code, enhanced, text):
+            if rule.matches(code, enhanced, text, lowered):
                 return rule
         return None
 

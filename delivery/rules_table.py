@@ -162,6 +162,9 @@ class CompiledRule:
     #: lower-case strings one of which every match of ``regex`` contains (see
     #: ``required_literals``); None when the pattern guarantees none
     literals: tuple[str, ...] | None = None
+    #: the pattern's top-level alternatives, each with its own literals (``split_branches``);
+    #: empty when the pattern is one alternative, which ``regex`` then answers alone
+    branches: tuple[Branch, ...] = ()
 
     @property
     def constrains_enhanced(self) -> bool:
@@ -172,7 +175,12 @@ class CompiledRule:
             or self.detail_prefixes
         )
 
-    def matches(self, code: int | None, enhanced: str | None, text: str) -> bool:
+    def matches(
+        self, code: int | None, enhanced: str | None, text: str, lowered: str | None = None
+    ) -> bool:
+        """Whether the reply meets every constraint. ``lowered`` is ``text.lower()`` when the
+        text is ASCII (the caller computes it once per reply), else None: then every
+        alternative of the pattern is searched, with no literal pre-filter."""
         if self.codes is not None or self.code_classes is not None:
             if code is None:
                 return False
@@ -182,7 +190,20 @@ class CompiledRule:
                 return False
         if self.constrains_enhanced and (enhanced is None or not self._enhanced_matches(enhanced)):
             return False
-        return self.regex is None or self.regex.search(text) is not None
+        if self.regex is None:
+            return True
+        if not self.branches:
+            return self.regex.search(text) is not None
+        for branch in self.branches:
+            if lowered is not None and branch.literals is not None:
+                for literal in branch.literals:
+                    if literal in lowered:
+                        break
+                else:
+                    continue
+            if branch.regex.search(text) is not None:
+                return True
+        return False
 
     def _enhanced_matches(self, enhanced: str) -> bool:
         if enhanced in self.enhanced_exact:
@@ -193,6 +214,14 @@ class CompiledRule:
         if detail in self.detail_exact:
             return True
         return any(detail.startswith(p) for p in self.detail_prefixes)
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One top-level alternative of a rule's pattern, with the literals it requires."""
+
+    regex: re.Pattern[str]
+    literals: tuple[str, ...] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +373,68 @@ def _compile_rule(spec: RuleSpec) -> CompiledRule:
         regex=re.compile(spec.pattern, re.IGNORECASE) if spec.pattern is not None else None,
         classes=frozenset(reachable) if reachable is not None else None,
         literals=required_literals(spec.pattern) if spec.pattern is not None else None,
+        branches=_branches(spec.pattern) if spec.pattern is not None else (),
     )
+
+
+def _branches(pattern: str) -> tuple[Branch, ...]:
+    parts = split_branches(pattern)
+    if len(parts) < 2:
+        return ()
+    return tuple(Branch(re.compile(part, re.IGNORECASE), required_literals(part)) for part in parts)
+
+
+_GLOBAL_FLAGS = re.compile(r"^\(\?[aiLmsux]+\)")
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+
+
+def split_branches(pattern: str) -> list[str]:
+    """The top-level alternatives of ``pattern`` ("a|b(c|d)" gives "a" and "b(c|d)").
+
+    Why: a long alternation is searched by trying every alternative at every position of
+    the text; a phrase family of twenty alternatives costs ~50 us on a Gmail-sized reply,
+    where the one or two alternatives whose literals occur in it cost ~3 us. A pattern
+    matches where one of its alternatives does, so searching them one by one, skipping
+    those whose required literals are absent, gives the same answer. A pattern that global
+    flags or a backreference tie together is kept whole (one alternative).
+    """
+    if _GLOBAL_FLAGS.match(pattern) or _BACKREFERENCE.search(pattern):
+        return [pattern]
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    index = 0
+    in_class = False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            if char == "]":
+                in_class = False
+        elif char == "[":
+            in_class = True
+            # a "]" right after "[" or "[^" is a literal member, not the end of the class
+            if pattern[index + 1 : index + 2] == "^":
+                index += 1
+            if pattern[index + 1 : index + 2] == "]":
+                index += 1
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(pattern[start:index])
+            start = index + 1
+        index += 1
+    parts.append(pattern[start:])
+    for part in parts:
+        try:
+            re.compile(part, re.IGNORECASE)
+        except re.error:
+            return [pattern]
+    return parts
 
 
 def required_literals(pattern: str) -> tuple[str, ...] | None:

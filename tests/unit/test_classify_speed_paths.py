@@ -8,6 +8,7 @@ tests/data/reply_samples.yaml; the ids are invented in the shapes the ISPs use.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import string
@@ -21,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from delivery.classify import ReplyClassifier, default_classifier, load_classifier, normalize_text
-from delivery.rules_table import required_literals
+from delivery.rules_table import required_literals, split_branches
 from delivery.types import Classification
 from schemas.vocabulary import SourceStatus
 from tests.support.reply_ids import gmail_id, microsoft_trailer, pick
@@ -137,6 +138,52 @@ def test_prefilter_agrees_with_the_plain_scan() -> None:
                 continue
             if rule.regex.search(text) is not None:
                 assert any(lit in lowered for lit in rule.literals), (rule.id, text)
+
+
+CORPUS_DIR = Path(__file__).resolve().parent.parent / "data" / "replies"
+CORPUS_TEXTS = [
+    json.loads(line)["text"]
+    for name in ("dev.jsonl", "heldout.jsonl")
+    for line in (CORPUS_DIR / name).read_text("utf-8").splitlines()
+    if line.strip()
+]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("a|b(c|d)", ["a", "b(c|d)"]),
+        ("[|]x|y", ["[|]x", "y"]),
+        (r"a\|b|c", [r"a\|b", "c"]),
+        ("[]|]|z", ["[]|]", "z"]),
+        ("[^]|]|z", ["[^]|]", "z"]),
+        ("(?i)a|b", ["(?i)a|b"]),
+        (r"(a)\1|b", [r"(a)\1|b"]),
+        ("single", ["single"]),
+    ],
+)
+def test_split_branches(pattern: str, expected: list[str]) -> None:
+    assert split_branches(pattern) == expected
+
+
+def test_branch_search_agrees_with_the_whole_pattern() -> None:
+    """Searching a rule's alternatives one by one, each behind its own literals, answers as
+    the whole pattern does, on every labelled text (samples and corpus)."""
+    texts = [normalize_text(s["text"]) for s in FAILURES] + [
+        normalize_text(t) for t in CORPUS_TEXTS
+    ]
+    for rule in default_classifier().table.rules:
+        if rule.regex is None or not rule.branches:
+            continue
+        for text in texts:
+            lowered = text.lower() if text.isascii() else None
+            whole = rule.regex.search(text) is not None
+            by_branch = any(
+                (lowered is None or b.literals is None or any(x in lowered for x in b.literals))
+                and b.regex.search(text) is not None
+                for b in rule.branches
+            )
+            assert whole == by_branch, (rule.id, text)
 
 
 @pytest.mark.parametrize(
