@@ -15,6 +15,12 @@ Output, in input order, at least one line per input line, each with ``line`` (fr
 - a line with no delivery attempt (an open, a Postfix qmgr line, a CSV header, a blank
   line): ``skipped``.
 The exit status is 0 when stdin was read to the end, whatever the lines held.
+
+``--evaluate LABELLED.jsonl`` scores the classifier instead: each line is one classify
+reads plus ``expected`` ({"outcome": ..., "bounce_type": ..., "category": ...}, any of the
+three); it prints the accuracy of each, per-category precision and recall, and every
+confusion with its first example and the rule that decided (``--json`` for the report as
+JSON). Exit status 0 when the file was read, 2 when it could not be.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from pydantic import TypeAdapter, ValidationError
 from delivery.adapters import FORMATS, detect
 from delivery.adapters.common import loads, validation_reason
 from delivery.classify import load_classifier
+from delivery.evaluation import LABEL_KEYS, LabelError, Scorer, parse_expected, render_text
 from delivery.pipeline import ClassifiedEvent, EventReader
 from delivery.rules_table import RulesFileError
 from delivery.types import Classification
 from schemas.event import DeliveryEvent, SmtpReply
-from schemas.vocabulary import SourceStatus
+from schemas.vocabulary import BounceType, Category, Outcome, SourceStatus
 
 #: The keys of the plain reply form; any of the first three marks a line as one.
 PLAIN_KEYS = frozenset({"code", "enhanced", "text", "recipient", "mx_host", "status"})
@@ -68,6 +75,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--explain", action="store_true", help="add 'rule': the id of the rule that decided"
     )
+    parser.add_argument(
+        "--evaluate",
+        type=Path,
+        metavar="LABELLED.jsonl",
+        help="score the classifier on labelled lines (classify's input plus 'expected'); "
+        "'-' reads stdin",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="with --evaluate: print the report as JSON"
+    )
     parser.set_defaults(func=run)
 
 
@@ -78,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"bouncewatch classify: {exc}", file=sys.stderr)
         return 2
     reader = EventReader(args.format, classifier)
+    if args.evaluate is not None:
+        return _evaluate(args.evaluate, reader, as_json=args.json)
     try:
         classify_stream(sys.stdin.buffer, sys.stdout, reader, explain=args.explain)
     except BrokenPipeError:
@@ -222,3 +241,69 @@ def _answer(
     if explain:
         answer["rule"] = c.rule_id
     return answer
+
+
+def _evaluate(path: Path, reader: EventReader, *, as_json: bool) -> int:
+    try:
+        if str(path) == "-":
+            scorer = evaluate_stream(sys.stdin.buffer, reader)
+        else:
+            with path.open("rb") as lines:
+                scorer = evaluate_stream(lines, reader)
+    except OSError as exc:
+        print(f"bouncewatch classify: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    report = scorer.report()
+    sys.stdout.write(
+        json.dumps(report, ensure_ascii=False) + "\n" if as_json else render_text(report)
+    )
+    return 0
+
+
+def evaluate_stream(lines: Iterable[bytes | str], reader: EventReader) -> Scorer:
+    """Score every labelled line: what classify answers for it against its ``expected``."""
+    scorer = Scorer()
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            scorer.error(number, f"line is not UTF-8: byte {exc.start}: {exc.reason}")
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "expected" not in record:
+            scorer.error(number, "not a labelled line: a JSON object with 'expected' is needed")
+            continue
+        try:
+            expected = parse_expected(record["expected"])
+        except LabelError as exc:
+            scorer.error(number, str(exc))
+            continue
+        unlabelled = {key: value for key, value in record.items() if key not in LABEL_KEYS}
+        text = unlabelled.get("text")
+        shown = text if isinstance(text, str) else json.dumps(unlabelled)[:200]
+        try:
+            answers = classify_line(json.dumps(unlabelled), number, reader, explain=True)
+        except Exception as exc:
+            answers = [{"error": f"could not be read: {type(exc).__name__}"}]
+        for answer in answers:
+            if "error" in answer or "skipped" in answer:
+                scorer.error(number, str(answer.get("error") or answer.get("skipped")))
+                continue
+            scorer.add(expected, _classification(answer), shown, number)
+    return scorer
+
+
+def _classification(answer: dict[str, Any]) -> Classification:
+    return Classification(
+        outcome=Outcome(answer["outcome"]),
+        bounce_type=BounceType(answer["bounce_type"]),
+        category=Category(answer["category"]),
+        reason=answer["reason"],
+        isp_code=answer["isp_code"],
+        rule_id=answer.get("rule"),
+    )
