@@ -49,6 +49,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--no-pending", action="store_true", help="leave out pending transitions")
     parser.add_argument(
+        "--report",
+        metavar="HTML",
+        help="also write a self-contained HTML report: each rule's metric per ISP against its "
+        "thresholds, volume, alert periods, evidence (needs the report extra: plotly)",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="RULES_B",
+        help="with --report: replay a second rules file too and show both side by side, with "
+        "what fires in one and not the other",
+    )
+    parser.add_argument(
+        "--report-points",
+        type=int,
+        default=1500,
+        metavar="N",
+        help="most points per chart; longer runs are binned (default: 1500)",
+    )
+    parser.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
@@ -174,8 +193,12 @@ def print_table(transitions: list[AlertTransition]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.compare and not args.report:
+        print("bouncewatch replay: --compare needs --report", file=sys.stderr)
+        return 2
     try:
         rules: RuleSet = load_rules(args.rules) if args.rules else load_default_rules()
+        rules_b: RuleSet | None = load_rules(args.compare) if args.compare else None
     except RulesError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -210,4 +233,42 @@ def run(args: argparse.Namespace) -> int:
         f"{stats.events:,} events, {stats.keys} keys, {len(transitions)} transitions",
         file=sys.stderr,
     )
+    if args.report:
+        return _write_report(args, observations, names, rules, result.transitions, rules_b)
+    return 0
+
+
+def _write_report(
+    args: argparse.Namespace,
+    observations: list[Observation],
+    names: dict[str, str],
+    rules: RuleSet,
+    transitions: list[AlertTransition],
+    rules_b: RuleSet | None,
+) -> int:
+    """The --report output step: the observations (now in event-time order) and the
+    transitions of each rule set go to alerts.report."""
+    from alerts.report import ReportDependencyError, RuleRun, replay_rules, write_report
+
+    source_a = args.rules or "default rules"
+    runs = [RuleRun("A" if rules_b else "rules", source_a, rules, transitions)]
+    if rules_b is not None:
+        runs.append(RuleRun("B", args.compare, rules_b, replay_rules(rules_b, names, observations)))
+    try:
+        path = write_report(
+            args.report,
+            observations,
+            runs,
+            names,
+            source=args.events,
+            max_points=max(args.report_points, 10),
+        )
+    except ReportDependencyError as exc:
+        print(f"bouncewatch replay: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"bouncewatch replay: {args.report}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    size = path.stat().st_size
+    print(f"report: {path} ({size / 1e6:.1f} MB)", file=sys.stderr)
     return 0
