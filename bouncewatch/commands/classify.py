@@ -16,6 +16,14 @@ Output, in input order, at least one line per input line, each with ``line`` (fr
   line): ``skipped``.
 The exit status is 0 when stdin was read to the end, whatever the lines held.
 
+Files given as arguments are read instead of stdin. A bounce mail (``--format dsn``, or a
+file that opens with a mail's header block under ``auto``) is read whole, an ``.mbox`` file
+as many mails: one line per recipient it reports on, with ``file``, ``mail`` (its place in
+the file, from 1), ``recipient`` and the fields above; a mail that is not a bounce (an
+auto-reply, a challenge, a read receipt) gives one line with ``skipped`` saying why. Other
+files are read line by line as stdin is, each answer carrying ``file``. With ``--format
+dsn`` and no file, stdin is read as one mail (or an mbox).
+
 ``--evaluate LABELLED.jsonl`` scores the classifier instead: each line is one classify
 reads plus ``expected`` ({"outcome": ..., "bounce_type": ..., "category": ...}, any of the
 three); it prints the accuracy of each, per-category precision and recall, and every
@@ -36,7 +44,8 @@ from typing import IO, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from delivery.adapters import FORMATS, detect
+from delivery.adapters import FORMATS, decode_mails, detect
+from delivery.adapters import dsn as dsn_format
 from delivery.adapters.common import loads, validation_reason
 from delivery.classify import load_classifier
 from delivery.evaluation import LABEL_KEYS, LabelError, Scorer, parse_expected, render_text
@@ -76,6 +85,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--explain", action="store_true", help="add 'rule': the id of the rule that decided"
     )
     parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="files to read instead of stdin: bounce mails (.eml, .mbox) or event files",
+    )
+    parser.add_argument(
         "--evaluate",
         type=Path,
         metavar="LABELLED.jsonl",
@@ -96,19 +112,79 @@ def run(args: argparse.Namespace) -> int:
         return 2
     reader = EventReader(args.format, classifier)
     if args.evaluate is not None:
+        if args.paths:
+            print("bouncewatch classify: --evaluate reads its own file; no PATH", file=sys.stderr)
+            return 2
         return _evaluate(args.evaluate, reader, as_json=args.json)
     try:
-        classify_stream(sys.stdin.buffer, sys.stdout, reader, explain=args.explain)
+        if args.paths or args.format == dsn_format.NAME:
+            classify_files(args.paths or [Path("-")], sys.stdout, reader, explain=args.explain)
+        else:
+            classify_stream(sys.stdin.buffer, sys.stdout, reader, explain=args.explain)
     except BrokenPipeError:
         # the reader went away (| head): not an error; keep Python from complaining at exit
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     return 0
 
 
-def classify_stream(
-    lines: Iterable[bytes | str], out: IO[str], reader: EventReader, *, explain: bool = False
+def classify_files(
+    paths: Iterable[Path], out: IO[str], reader: EventReader, *, explain: bool = False
 ) -> int:
-    """Write the answer lines for every input line; returns the number of error lines."""
+    """Write the answers for each file: a bounce mail (or mbox) per recipient, any other
+    file per line. Returns the number of error lines."""
+    errors = 0
+    for path in paths:
+        name = str(path)
+        try:
+            data = sys.stdin.buffer.read() if name == "-" else path.read_bytes()
+        except OSError as exc:
+            errors += 1
+            reason = f"cannot read: {exc.strerror or exc}"
+            out.write(json.dumps({"file": name, "error": reason, "field": None, "format": None}))
+            out.write("\n")
+            continue
+        if reader.fmt == dsn_format.NAME or (reader.fmt == "auto" and dsn_format.looks_like(data)):
+            errors += _classify_mails(name, data, out, reader, explain)
+        else:
+            lines = EventReader(reader.fmt, reader.classifier, reader.resolver)
+            errors += classify_stream(
+                data.splitlines(keepends=True), out, lines, explain=explain, file=name
+            )
+    out.flush()
+    return errors
+
+
+def _classify_mails(
+    name: str, data: bytes, out: IO[str], reader: EventReader, explain: bool
+) -> int:
+    errors = 0
+    for mail in decode_mails(data):
+        head: dict[str, Any] = {"file": name, "mail": mail.number}
+        answers: list[dict[str, Any]] = []
+        if mail.skipped is not None:
+            answers.append({**head, "skipped": mail.skipped})
+        for event in mail.decoded.events:
+            answers.append({**head, **_fields(reader.event(event), explain)})
+        for error in mail.decoded.errors:
+            errors += 1
+            answers.append(
+                {**head, "error": error.reason, "field": error.field, "format": error.format}
+            )
+        for answer in answers:
+            out.write(json.dumps(answer, ensure_ascii=False) + "\n")
+    return errors
+
+
+def classify_stream(
+    lines: Iterable[bytes | str],
+    out: IO[str],
+    reader: EventReader,
+    *,
+    explain: bool = False,
+    file: str | None = None,
+) -> int:
+    """Write the answer lines for every input line; returns the number of error lines.
+    ``file`` names the file the lines come from, in every answer."""
     errors = 0
     for number, raw in enumerate(lines, start=1):
         if isinstance(raw, bytes):
@@ -131,6 +207,8 @@ def classify_stream(
             answers = [{"line": number, "error": reason, "field": None, "format": None}]
         for answer in answers:
             errors += "error" in answer
+            if file is not None:
+                answer = {"file": file, **answer}
             out.write(json.dumps(answer, ensure_ascii=False) + "\n")
     out.flush()
     return errors
@@ -219,6 +297,13 @@ def _error(number: int, reason: str, field: str | None) -> dict[str, Any]:
 def _event_answer(number: int, classified: ClassifiedEvent, explain: bool) -> dict[str, Any]:
     event, classification, isp = classified
     return _answer(number, event.recipient, classification, isp.key, explain)
+
+
+def _fields(classified: ClassifiedEvent, explain: bool) -> dict[str, Any]:
+    event, classification, isp = classified
+    answer = _answer(0, event.recipient, classification, isp.key, explain)
+    del answer["line"]
+    return answer
 
 
 def _answer(

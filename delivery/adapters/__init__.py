@@ -1,7 +1,10 @@
 """Input adapters: turn what MTAs and ESPs emit into ``DeliveryEvent``s.
 
 One module per format (``native``, ``kumomta``, ``powermta``, ``postfix``, ``ses``,
-``sendgrid``, ``mailgun``, ``postmark``); each documents its source and field mapping. This
+``sendgrid``, ``mailgun``, ``postmark``, ``dsn``); each documents its source and field
+mapping. A ``dsn`` message is one whole bounce mail (RFC 3464 or an older bounce body), read
+as bytes; "auto" recognises one by its RFC 5322 header block, which no other format opens
+with. This
 module picks the adapter, by the topic's configured format or by sniffing each message, and
 handles batches: a Kafka message may hold one event, a JSON array of them, newline-delimited
 JSON, or several lines of a text format (Postfix log, PowerMTA CSV with or without its header).
@@ -29,6 +32,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from delivery.adapters import (
+    dsn,
     kumomta,
     mailgun,
     native,
@@ -55,6 +59,7 @@ __all__ = [
     "EventError",
     "StreamDecoder",
     "decode_line",
+    "decode_mails",
     "decode_message",
 ]
 
@@ -67,6 +72,7 @@ FORMATS: tuple[str, ...] = (
     "sendgrid",
     "mailgun",
     "postmark",
+    "dsn",
 )
 AUTO = "auto"
 #: What a format setting or option may say: a format, or "auto" to detect each message.
@@ -281,6 +287,10 @@ def _decode_message(payload: bytes, fmt: str, year: int | None, tz: tzinfo) -> D
         if fast is not None:
             return fast
     out = _Out()
+    if _is_mail(payload, fmt):
+        # a mail is bytes in any charset its parts declare: no UTF-8 test of the whole
+        _run(lambda: dsn.convert_mail(bytes(payload)), dsn.NAME, 0, out)
+        return out.result()
     try:
         text = bytes(payload).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -310,6 +320,44 @@ def _decode_message(payload: bytes, fmt: str, year: int | None, tz: tzinfo) -> D
         return out.result()
     _json_text(text, fmt, out)
     return out.result()
+
+
+def _is_mail(payload: bytes, fmt: str) -> bool:
+    if not isinstance(payload, bytes | bytearray):
+        return False
+    if fmt == dsn.NAME:
+        return True
+    if fmt != AUTO:
+        return False
+    # a JSON payload is never a mail; lstrip copies, so only pay for it on leading blanks
+    head = payload[:1] if payload[:1] not in b" \t\r\n" else payload.lstrip()[:1]
+    return head not in (b"{", b"[") and dsn.looks_like(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class MailDecoded:
+    """One mail of a file: its position (from 1), its events and errors, or why it is not a
+    bounce (``skipped``)."""
+
+    number: int
+    decoded: Decoded
+    skipped: str | None
+
+
+def decode_mails(data: bytes) -> list[MailDecoded]:
+    """Every mail of a file (one mail, or many in an mbox), each read as a bounce."""
+    results = []
+    for number, read in dsn.read_mails(data):
+        out = _Out()
+        if isinstance(read, FormatError):
+            where = f"{read.field}: " if read.field else ""
+            out.error(0, f"{dsn.NAME}: {where}{read.reason}", read.field, dsn.NAME)
+            results.append(MailDecoded(number, out.result(), None))
+            continue
+        if read.skipped is None:
+            _emit(read.drafts, dsn.NAME, 0, out)
+        results.append(MailDecoded(number, out.result(), read.skipped))
+    return results
 
 
 def _native_fast_path(payload: bytes, fmt: str) -> Decoded | None:
@@ -400,6 +448,14 @@ class StreamDecoder:
                     None,
                 )
                 return
+        if fmt == dsn.NAME:
+            out.error(
+                index,
+                "dsn: a bounce mail is read whole (one per message or file), not line by line",
+                None,
+                fmt,
+            )
+            return
         if fmt == powermta.NAME:
             if powermta.is_header(line):
                 self.header = powermta.parse_header(line)

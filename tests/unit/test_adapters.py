@@ -435,7 +435,7 @@ def test_detection_agrees_with_configured_format(
     assert auto.events == configured.events
 
 
-def test_formats_are_the_documented_eight() -> None:
+def test_formats_are_the_documented_nine() -> None:
     assert FORMATS == (
         "bouncewatch",
         "kumomta",
@@ -445,6 +445,7 @@ def test_formats_are_the_documented_eight() -> None:
         "sendgrid",
         "mailgun",
         "postmark",
+        "dsn",
     )
 
 
