@@ -11,34 +11,37 @@ from collections import defaultdict
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from aggregation.buckets import (
-    KeyBuckets,
-    Partial,
-)
+from aggregation.buckets import Counts, KeyBuckets, Partial
 from aggregation.ingest import Engine
 from aggregation.watermark import Progress
 from alerts.catchup import KeyState, evaluate_through
 from schemas.alert import AlertTransition
 
-#: Table entries per aggregation key: one per bucket, and one of metadata.
-META = "meta"
+
+def entry(key: str, start: int) -> str:
+    """The table key of one bucket of ``key`` (``start`` its start)."""
+    return f"{key}@{start}"
 
 
-def entry(key: str, part: int | str) -> str:
-    """The table key of one bucket (``part`` its start) or of a key's metadata."""
-    return f"{key}@{part}"
+def parse_entry(name: str) -> tuple[str, int] | None:
+    """(aggregation key, bucket start) of a table key made by ``entry``."""
+    key, sep, start = name.rpartition("@")
+    if not sep or not start.lstrip("-").isdigit():
+        return None  # an entry of an older layout (``key@meta``): nothing to read
+    return key, int(start)
 
 
 class Aggregator:
     """The aggregate agent's logic over two mappings (Faust tables in the worker).
 
-    ``buckets`` holds, per aggregation key, one entry per bucket (``key@<start>``: its
-    counts) and one of metadata (``key@meta``: offsets merged, watermark, the bucket starts
-    and the partials partition). A merge rewrites only the buckets the partial touched, so
-    the changelog carries small records, not the key's whole history each time. ``states``
-    maps aggregation key to ``KeyState.to_dict()``. Both are read once per key into live
-    objects, which ``reindex`` drops after a rebalance. Every method returns the alert
-    transitions to publish, in order.
+    ``buckets`` holds one entry per aggregation key and bucket (``key@<start>``): the
+    bucket's counts, the partials partition, and the key's merged input offsets as of the
+    merge that wrote it. A merge writes the buckets the partial touched and nothing else, so
+    a key's cost per merge does not grow with the window its rules read (a 24-hour window
+    costs what a 1-hour one does); the key's offsets are the newest over its entries, and its
+    evaluated-through time is its alert state's. ``states`` maps aggregation key to
+    ``KeyState.to_dict()``. Both are read once per key into live objects, which ``reindex``
+    drops after a rebalance. Every method returns the alert transitions to publish, in order.
     """
 
     def __init__(
@@ -54,7 +57,8 @@ class Aggregator:
         self.keys_by_partition: dict[int, set[str]] = defaultdict(set)
         self._live: dict[str, KeyBuckets] = {}
         self._live_states: dict[str, KeyState] = {}
-        self._stored: dict[str, set[int]] = {}
+        #: Bucket starts stored per key (the table's index, rebuilt by ``reindex``).
+        self._stored: dict[str, set[int]] = defaultdict(set)
         #: (rule, severity) of each firing alert, by aggregation key: what the firing gauge
         #: shows, kept as states are written so that a scrape need not read every state.
         self.firing: dict[str, list[tuple[str, str]]] = {}
@@ -70,44 +74,53 @@ class Aggregator:
         self.firing.clear()
         for key, value in self.states.items():
             self._note_firing(key, KeyState.from_dict(value))
-        suffix = "@" + META
         for name, value in self.buckets.items():
-            if value is not None and name.endswith(suffix):
-                self.keys_by_partition[int(value["partition"])].add(name[: -len(suffix)])
+            parsed = parse_entry(name)
+            if value is None or parsed is None:
+                continue
+            key, start = parsed
+            self._stored[key].add(start)
+            self.keys_by_partition[int(value["p"])].add(key)
 
     def load(self, key: str) -> KeyBuckets:
         kb = self._live.get(key)
         if kb is not None:
             return kb
-        config = self.engine.config
-        meta = self.buckets.get(entry(key, META))
-        if meta:
-            stored = {s: self.buckets.get(entry(key, s)) for s in meta.get("starts", ())}
-            data = {**meta, "buckets": {str(s): c for s, c in stored.items() if c is not None}}
-            kb = KeyBuckets.from_dict(data, config)
-        else:
-            kb = KeyBuckets(key, config)
+        kb = KeyBuckets(key, self.engine.config)
+        for start in self._stored.get(key, ()):
+            value = self.buckets.get(entry(key, start))
+            if value is None:
+                continue
+            kb.buckets[start] = Counts.from_dict(value["c"])
+            for source, offset in value["o"].items():
+                if offset > kb.offsets.get(source, -1):
+                    kb.offsets[source] = offset
+        state = self.state(key)
+        if state.next_eval is not None:
+            kb.watermark = state.next_eval - kb.config.bucket_seconds
         self._stored[key] = set(kb.buckets)
         self._live[key] = kb
         return kb
 
     def store(self, kb: KeyBuckets, partition: int, changed: Iterable[int] = ()) -> None:
-        """Write the buckets in ``changed``, delete pruned ones, and write the metadata."""
+        """Write the buckets in ``changed`` and delete the pruned ones."""
         key = kb.key
-        before = self._stored.get(key, set())
-        now = set(kb.buckets)
-        for start in before - now:
+        stored = self._stored[key]
+        for start in [s for s in stored if s not in kb.buckets]:
             self.buckets.pop(entry(key, start), None)
+            stored.discard(start)
+        offsets: dict[str, int] | None = None
         for start in changed:
             counts = kb.buckets.get(start)
             if counts is not None:
-                self.buckets[entry(key, start)] = counts.to_dict()
-        meta = kb.to_dict(with_buckets=False)
-        del meta["buckets"]
-        meta["partition"] = partition
-        meta["starts"] = sorted(now)
-        self.buckets[entry(key, META)] = meta
-        self._stored[key] = now
+                if offsets is None:
+                    offsets = dict(kb.offsets)
+                self.buckets[entry(key, start)] = {
+                    "c": counts.to_dict(),
+                    "o": offsets,
+                    "p": partition,
+                }
+                stored.add(start)
         self.keys_by_partition[partition].add(key)
 
     def state(self, key: str) -> KeyState:

@@ -222,8 +222,15 @@ class EventGroups:
         #: Every event with a reply, in order: (group key, text, event time).
         self.replies: list[tuple[GroupKey, str, float]] = []
 
-    def count(self, events: list[DeliveryEvent], source: str, tally: BatchTally) -> None:
-        """Count ``events`` (read from input ``source``) into their groups."""
+    def count(
+        self,
+        events: list[DeliveryEvent],
+        source: str,
+        tally: BatchTally,
+        times: list[float] | None = None,
+    ) -> None:
+        """Count ``events`` (read from input ``source``) into their groups; ``times``, when
+        given, are their event times in epoch seconds (computed once, by the time check)."""
         engine = self._engine
         classify = engine.classifier.classify
         isp_keys = engine.isp_keys
@@ -239,8 +246,9 @@ class EventGroups:
         newest = progress.get(source, -math.inf)
         earliest = tally.earliest
         lowest = math.inf if earliest is None else earliest
-        for event in events:
-            t = event.event_time.timestamp()
+        if times is None:
+            times = [event.event_time.timestamp() for event in events]
+        for event, t in zip(events, times, strict=True):
             if t > newest:
                 newest = t
             if t < lowest:
@@ -358,10 +366,11 @@ def read_message(
     once fed to ``builder``, see ``EventGroups``); ``inputs`` first refuses the events whose
     time cannot be right (``InputProgress.admit``, ``now`` the wall clock)."""
     decoded = decode_message(payload, engine.input_format)
+    times: list[float] | None = None
     if inputs is not None:
-        decoded = inputs.admit(decoded, partition, now)
+        decoded, times = inputs.admit(decoded, partition, now)
     if decoded.events:
-        groups.count(decoded.events, partition, tally)
+        groups.count(decoded.events, partition, tally, times)
     builder.note_offset(partition, offset)
     tally.skipped += decoded.skipped
     return decoded

@@ -22,13 +22,13 @@ idle, the event time is the latest read anywhere: all that was written has been 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from delivery.adapters import Decoded, EventError
-from schemas.event import DeliveryEvent
 
 #: Events further ahead of the clock than this are refused (a host with a wrong clock, a
 #: webhook sending milliseconds where seconds are expected).
@@ -115,8 +115,9 @@ class InputProgress:
 
     # ---- reading
 
-    def admit(self, decoded: Decoded, source: str, now: float) -> Decoded:
-        """``decoded`` without the events whose time is refused, which become errors.
+    def admit(self, decoded: Decoded, source: str, now: float) -> tuple[Decoded, list[float]]:
+        """``decoded`` without the events whose time is refused, which become errors, and the
+        event times of the events kept (epoch seconds, in order: the counting needs them).
 
         The partition's progress moves with the events admitted, so one wrong clock can
         neither move the watermark nor make the good events after it look late.
@@ -126,18 +127,21 @@ class InputProgress:
             state = self._sources[source] = _Source(last_read=now)
         state.last_read = now
         if not decoded.events:
-            return decoded
+            return decoded, []
         bounds = self.bounds
         latest = state.latest
-        kept: list[DeliveryEvent] = []
+        times: list[float] = []
         errors: list[EventError] = []
         ahead_limit = now + bounds.max_ahead_seconds
+        behind = bounds.max_behind_seconds
+        floor = -math.inf if latest is None else latest - behind
         for index, event in enumerate(decoded.events):
             t = event.event_time.timestamp()
-            if t <= ahead_limit and (latest is None or t >= latest - bounds.max_behind_seconds):
-                kept.append(event)
+            if floor <= t <= ahead_limit:
+                times.append(t)
                 if latest is None or t > latest:
                     latest = t
+                    floor = t - behind
                 continue
             reason = bounds.problem(t, now, latest)
             assert reason is not None
@@ -145,8 +149,10 @@ class InputProgress:
             errors.append(EventError(index, reason, "event_time", event.source_format))
         state.latest = latest
         if not errors:
-            return decoded
-        return Decoded(kept, [*decoded.errors, *errors], decoded.skipped)
+            return decoded, times
+        bad = {e.index for e in errors}
+        kept = [e for i, e in enumerate(decoded.events) if i not in bad]
+        return Decoded(kept, [*decoded.errors, *errors], decoded.skipped), times
 
     def latest(self, source: str) -> float | None:
         state = self._sources.get(source)

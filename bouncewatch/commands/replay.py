@@ -130,7 +130,7 @@ def read_observations(
     errors = 0
     with text:
         for number, line in enumerate(text, start=1):
-            decoded = inputs.admit(decoder.feed_line(line), path, now)
+            decoded, _ = inputs.admit(decoder.feed_line(line), path, now)
             for error in decoded.errors:
                 errors += 1
                 if errors <= 10:
