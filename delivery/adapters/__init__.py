@@ -347,8 +347,17 @@ class MailDecoded:
 def decode_mails(data: bytes) -> list[MailDecoded]:
     """Every mail of a file (one mail, or many in an mbox), each read as a bounce."""
     results = []
-    for number, read in dsn.read_mails(data):
+    for number, mail in enumerate(dsn.split_mbox(data), start=1):
         out = _Out()
+        try:
+            read: dsn.MailRead | FormatError = dsn.read_mail(mail)
+        except FormatError as exc:
+            read = exc
+        except Exception as exc:
+            # one mail that finds a bug must not end the file; only the type, as in _run
+            out.error(0, _unreadable(exc, dsn.NAME), None, dsn.NAME)
+            results.append(MailDecoded(number, out.result(), None))
+            continue
         if isinstance(read, FormatError):
             where = f"{read.field}: " if read.field else ""
             out.error(0, f"{dsn.NAME}: {where}{read.reason}", read.field, dsn.NAME)

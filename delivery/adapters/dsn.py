@@ -41,7 +41,6 @@ from __future__ import annotations
 import email.utils
 import itertools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -262,16 +261,6 @@ def read_mail(payload: bytes) -> MailRead:
         for recipient, text in entries
     ]
     return MailRead(drafts)
-
-
-def read_mails(data: bytes) -> Iterator[tuple[int, MailRead | FormatError]]:
-    """Each mail of a file (one, or many for an mbox) with its position from 1; a mail that
-    cannot be read gives its ``FormatError`` in place of a result."""
-    for number, mail in enumerate(split_mbox(data), start=1):
-        try:
-            yield number, read_mail(mail)
-        except FormatError as exc:
-            yield number, exc
 
 
 # ----------------------------------------------------------------------- RFC 3464 reports

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bouncewatch.cli import main
 from bouncewatch.commands.classify import classify_files
@@ -215,3 +217,40 @@ def test_cli_mail_files_and_stdin(
     assert [a["recipient"] for a in answers] == ["ann@qmail.example", "bo@example.com"]
     assert main(["classify", str(tmp_path / "missing.eml")]) == 0
     assert "cannot read" in json.loads(capsys.readouterr().out)["error"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"From: MAILER-DAEMON@x.example\n",
+                b"To: a@b.example\n",
+                b"Subject: Undeliverable\n",
+                b"Date: Tue, 24 Nov 2026 06:00:00 +0000\n",
+                b"Date: not a date\n",
+                b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\n",
+                b"Content-Type: message/delivery-status\n",
+                b"\n",
+                b"--b\n",
+                b"--b--\n",
+                b"Final-Recipient: rfc822; a@b.example\n",
+                b"Final-Recipient: rfc822;\n",
+                b"Action: failed\n",
+                b"Action: exploded\n",
+                b"Status: 5.1.1\n",
+                b"Diagnostic-Code: smtp; 550 5.1.1 no\n",
+                b"<a@b.example>:\n",
+                b"Hi. This is the qmail-send program at x.\n",
+                b"was not delivered to:\n",
+                b"\xff\xfe\x00",
+            ]
+        ),
+        max_size=30,
+    )
+)
+def test_any_mail_gives_events_a_skip_or_an_error(parts: list[bytes]) -> None:
+    data = b"From: a@b.example\nTo: c@d.example\n" + b"".join(parts)
+    for mail in decode_mails(data):
+        assert mail.decoded.events or mail.decoded.errors or mail.skipped is not None
+    decode_message(data)  # never raises
