@@ -3,9 +3,11 @@
 ``ReplyClassifier.classify(code, enhanced, text, status)`` returns a ``Classification``:
 
 - **outcome** follows the reply class (RFC 5321 4.2.1): 2xx delivered, 4xx deferred,
-  5xx bounced. Without a reply code the class comes from the enhanced code, then from the
-  source's status. A rule may force an outcome (``outcome_override``), which no packaged
-  rule does today.
+  5xx bounced. Without a reply code, the source's own verdict (``bounced`` or ``deferred``)
+  decides the outcome, and the class of the enhanced code only picks the rules: a bounce
+  report that says "failed" with ``Status: 4.4.1`` is a final failure whose last cause was
+  temporary, not a deferral. With neither, the enhanced code's class decides. A rule may
+  force an outcome (``outcome_override``), which no packaged rule does today.
 - **category** comes from the first matching rule of the rules table
   (``delivery/data/reply_rules.yaml`` plus an optional user file), read against the reply
   code, the RFC 3463 enhanced code and the text together. The table ends with RFC 3463
@@ -178,6 +180,8 @@ def _reply_class(code: int | None, enhanced: str | None, status: SourceStatus | 
 
 
 _OUTCOME_BY_CLASS = {2: Outcome.DELIVERED, 4: Outcome.DEFERRED, 5: Outcome.BOUNCED}
+# The source's final word, for a reply without a code (see the module docstring).
+_VERDICT = {SourceStatus.BOUNCED: Outcome.BOUNCED, SourceStatus.DEFERRED: Outcome.DEFERRED}
 
 
 def bounce_type_for(outcome: Outcome, category: Category) -> BounceType:
@@ -239,8 +243,9 @@ class ReplyClassifier:
         if reply_class == 2:
             return _DELIVERED
         rule = self._first_match(reply_class, code, enhanced, text)
+        verdict = _VERDICT.get(status) if code is None and status is not None else None
         if rule is None:
-            outcome = _OUTCOME_BY_CLASS.get(reply_class, Outcome.DEFERRED)
+            outcome = verdict or _OUTCOME_BY_CLASS.get(reply_class, Outcome.DEFERRED)
             return Classification(
                 outcome=outcome,
                 bounce_type=bounce_type_for(outcome, Category.UNKNOWN),
@@ -249,7 +254,12 @@ class ReplyClassifier:
                 isp_code=self._isp_code(None, enhanced, text),
                 rule_id=None,
             )
-        outcome = rule.outcome_override or _OUTCOME_BY_CLASS.get(reply_class) or _fallback(rule)
+        outcome = (
+            rule.outcome_override
+            or verdict
+            or _OUTCOME_BY_CLASS.get(reply_class)
+            or _fallback(rule)
+        )
         category = rule.category
         if category is Category.DELIVERED and outcome is not Outcome.DELIVERED:
             category = Category.UNKNOWN

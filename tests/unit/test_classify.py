@@ -267,3 +267,24 @@ def test_missing_user_file_is_refused(tmp_path: Path) -> None:
 def test_classifier_type() -> None:
     assert isinstance(default_classifier(), ReplyClassifier)
     assert default_classifier() is default_classifier()
+
+
+def test_without_a_reply_code_the_source_verdict_decides_the_outcome() -> None:
+    classifier = default_classifier()
+    # a failed DSN whose last cause was temporary: final, and the cause is kept
+    failed = classifier.classify(
+        None,
+        "4.4.1",
+        "connect to mx.example.org[192.0.2.9]:25: Connection timed out",
+        SourceStatus.BOUNCED,
+    )
+    assert (failed.outcome, failed.bounce_type, failed.category) == (
+        Outcome.BOUNCED,
+        BounceType.SOFT,
+        Category.CONNECTION,
+    )
+    retrying = classifier.classify(None, "5.1.1", "User unknown", SourceStatus.DEFERRED)
+    assert (retrying.outcome, retrying.bounce_type) == (Outcome.DEFERRED, BounceType.SOFT)
+    # a reply code is the receiver's own answer for the attempt and keeps deciding
+    coded = classifier.classify(451, None, "451 4.3.0 try later", SourceStatus.BOUNCED)
+    assert coded.outcome is Outcome.DEFERRED
