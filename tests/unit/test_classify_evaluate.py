@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 HELDOUT = ROOT / "tests" / "data" / "replies" / "heldout.jsonl"
 NATIVE = ROOT / "tests" / "data" / "formats" / "bouncewatch" / "deferred.json"
 
-#: Held-out figures of the packaged rules (329 replies): category 0.9544, bounce type 0.9878,
-#: outcome 0.9909. The rules never looked at the file.
-FLOOR = {"outcome": 0.9909, "bounce_type": 0.9878, "category": 0.9544}
+#: Held-out figures of the packaged rules (329 replies): category 0.9574, bounce type 0.9909,
+#: outcome 0.9939. The rules never looked at the file.
+FLOOR = {"outcome": 0.9939, "bounce_type": 0.9909, "category": 0.9574}
 
 
 def _score(lines: list[str]) -> dict[str, Any]:
