@@ -141,7 +141,13 @@ def test_a_keyless_backlog_counts_nothing_late_and_matches_replay(
             {(minute(t), t["rule"], t["isp"], t["kind"]) for t in got}
             ^ {(minute(t), t["rule"], t["isp"], t["kind"]) for t in want}
         )
-        assert transition_keys(got) == transition_keys(want), f"differ: {detail}"
+        # A worker killed between publishing a transition and committing its state publishes
+        # it again after the restart (the notifier drops the copy: one notification per
+        # fingerprint and sequence); the set of transitions is the replay's.
+        unique = {(t["fingerprint"], t["sequence"]): t for t in got}
+        assert transition_keys(unique.values()) == transition_keys(want), f"differ: {detail}"
+        if not crash:
+            assert len(got) == len(want)
         assert late == 0, worker.tail(40)
     finally:
         worker.stop()
