@@ -190,3 +190,30 @@ def test_an_event_with_a_wrong_clock_is_dead_lettered_and_the_worker_goes_on(
             assert "behind its input's progress" in behind and "1970-01-01" in behind
     finally:
         dead.close()
+
+
+def test_two_workers_in_one_group_publish_what_one_does(
+    env: dict[str, str], kafka_bootstrap: str, alerts: TopicReader, tmp_path: Path
+) -> None:
+    """Scale-out: two workers share the input partitions, the partials partitions and the
+    tables; together they publish exactly the replay's transitions, none twice."""
+    records = feed()
+    want = replay_transitions(records, tmp_path)
+    workers = [
+        WorkerProcess({**env, "BOUNCEWATCH_INSTANCE_ID": f"w{i}"}, tmp_path, name=f"w{i}")
+        for i in range(2)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready(timeout=180)
+        produce_keyless(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], as_messages(records))
+        got = published(alerts, len(want), workers[0])
+        assert transition_keys(got) == transition_keys(want)
+        read = [w.metric("bouncewatch_messages_total") for w in workers]
+        assert sum(read) == len(records) and all(read), read  # both worked
+        assert sum(w.metric("bouncewatch_late_events_total") for w in workers) == 0
+    finally:
+        for worker in workers:
+            worker.stop()
