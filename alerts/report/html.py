@@ -241,6 +241,14 @@ SCRIPT = r"""
     charts.forEach(function (el) { io.observe(el); });
   }
   window.addEventListener('beforeprint', drawAll);
+  // A link to an alert's evidence opens it, and the list it is folded in.
+  function reveal() {
+    var id = location.hash.slice(1);
+    var el = id && document.getElementById(id);
+    for (; el; el = el.parentElement) { if (el.tagName === 'DETAILS') el.open = true; }
+  }
+  window.addEventListener('hashchange', reveal);
+  reveal();
   window.addEventListener('hashchange', function () {
     if (location.hash === '#render-all') drawAll();
   });
@@ -314,6 +322,8 @@ def _card(chart: Chart | str, run_label: str) -> str:
         f"one point per {_esc(format_duration(s.step_seconds))} (highest value)"
     )
     evidence = "".join(_evidence(i, s.is_rate) for i in chart.incidents)
+    if len(chart.incidents) > 5:
+        evidence = f"<details><summary>{len(chart.incidents)} alerts</summary>{evidence}</details>"
     title = f"{s.rule}{_group(s.group)}"
     prefix = f"{run_label}: " if run_label else ""
     return (
@@ -380,10 +390,20 @@ def _differences(view: ReportView) -> str:
     if not diffs:
         return f"<h2 id='compare'>{_esc(a)} vs {_esc(b)}</h2><p>Both fire the same alerts.</p>"
 
-    def links(found: list[Incident]) -> str:
-        return ", ".join(
+    def links(found: list[Incident], shown: int = 4) -> str:
+        if not found:
+            return ""
+        each = [
             f"<a href='#{_esc(i.id)}'>{_esc(_time(i.fired_at))} ({_esc(i.severity)})</a>"
             for i in found
+        ]
+        head = f"<b>{len(found)}</b>: " + ", ".join(each[:shown])
+        if len(each) <= shown:
+            return head
+        return (
+            f"{head} <details><summary>{len(each) - shown} more</summary>"
+            + ", ".join(each[shown:])
+            + "</details>"
         )
 
     rows = "".join(
