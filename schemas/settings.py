@@ -145,15 +145,16 @@ class Settings(BaseSettings):
         default=10_000,
         ge=1,
         le=1_000_000,
-        description="Most input messages one ingest batch holds (its memory: this many "
-        "messages at most, plus Faust's own buffer of 4,096)",
+        description="Most input messages one ingest batch (one Kafka transaction) covers; "
+        "the batch holds their partials, not the messages",
     )
     ingest_batch_seconds: float = Field(
         default=1.0,
         gt=0,
         le=60,
-        description="Longest an ingest batch waits to fill; each batch sends one partial per "
-        "aggregation key it saw, so longer batches mean fewer merges per second",
+        description="Longest an ingest batch (one Kafka transaction) stays open; each batch "
+        "sends one partial per aggregation key it saw, so longer batches mean fewer merges per "
+        "second downstream",
     )
     ingest_idle_seconds: float = Field(
         default=15.0,

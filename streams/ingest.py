@@ -55,6 +55,9 @@ BUNDLE_MAX_BYTES = 256 * 1024
 YIELD_EVERY_SECONDS = 0.02
 #: How often a consumer with nothing to read still sends its progress records (idleness).
 PROGRESS_EVERY_SECONDS = 1.0
+#: Most messages one fetch hands over: a batch gathers several fetches, and only the fetch in
+#: hand is held as messages (the batch keeps partials), whatever ``ingest_batch_messages``.
+FETCH_RECORDS = 1000
 #: A transaction still open this long is aborted by the broker (a producer that died).
 TRANSACTION_TIMEOUT_MS = 30_000
 
@@ -157,7 +160,7 @@ class IngestConsumer:
             group_instance_id=self.settings.instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=self.settings.ingest_batch_messages,
+            max_poll_records=FETCH_RECORDS,
             request_timeout_ms=40_000,
             session_timeout_ms=30_000,
             heartbeat_interval_ms=3_000,
@@ -243,7 +246,7 @@ class IngestConsumer:
         self.inputs.assign((source_of(tp) for tp in assigned), self.clock())
         self.assigned = True
         self.rebalancing = False
-        log.info("ingest: assigned %s", sorted(source_of(tp) for tp in assigned))
+        log.info("assigned %s", sorted(source_of(tp) for tp in assigned))
 
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.rebalancing = True
@@ -265,7 +268,7 @@ class IngestConsumer:
         window = self.settings.ingest_batch_seconds
         limit = self.settings.ingest_batch_messages
         while not self._stopping:
-            data = await consumer.getmany(timeout_ms=200, max_records=limit)
+            data = await consumer.getmany(timeout_ms=200, max_records=min(limit, FETCH_RECORDS))
             async with self._lock:
                 batch = self._batch
                 if batch is None:
