@@ -23,7 +23,8 @@ from bouncewatch.commands.replay import read_observations
 from .synthetic import write
 from .test_report import LOOSE
 
-pytestmark = pytest.mark.integration
+#: The first use may install Chromium with apt: more than pytest's 300 s default, on a slow mirror.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ENSURE_CHROMIUM = ROOT / "tests" / "report" / "ensure_chromium.sh"
