@@ -11,6 +11,7 @@ import ssl
 from typing import Any
 
 import faust
+from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.web.drivers import aiohttp as faust_aiohttp
 
@@ -65,6 +66,86 @@ class _Transport(faust_aiokafka.Transport):
     Consumer = _ReadCommittedConsumer
 
 
+# ---- RocksDB memory ------------------------------------------------------------------------
+#
+# Faust opens one RocksDB database per table partition (three tables: 24 databases on a worker
+# owning 8 partitions), each with its own 2 GiB block cache and three 64 MiB write buffers:
+# unbounded in practice against a pod's memory limit. Here every database of the process
+# shares one LRU block cache, and their memtables are charged to it by one write-buffer
+# manager, so RocksDB's memory stays near ROCKSDB_CACHE_BYTES however many partitions a
+# worker owns. The tables are small (buckets of a few hundred keys, alert states, the
+# notification log): 64 MiB holds all of them with room to spare (docs/benchmarks.md).
+
+#: The block cache shared by every table partition's database (data, index and filter
+#: blocks, and the memtables).
+ROCKSDB_CACHE_BYTES = 64 * 1024**2
+#: Memtables of all databases together, charged to the cache (a flush starts beyond it).
+ROCKSDB_WRITE_BUFFERS_BYTES = 32 * 1024**2
+#: One memtable of one database; at most two per database (one being flushed).
+ROCKSDB_WRITE_BUFFER_BYTES = 4 * 1024**2
+
+
+class _BoundedRocksDBOptions(faust_rocksdb.RocksDBOptions):
+    """Faust's RocksDB options with the shared cache and write-buffer manager (rocksdict)."""
+
+    write_buffer_size = ROCKSDB_WRITE_BUFFER_BYTES
+    max_write_buffer_number = 2
+    target_file_size_base = 8 * 1024**2
+    block_cache_size = ROCKSDB_CACHE_BYTES
+    block_cache_compressed_size = 0
+    _shared: Any = None  # (Cache, WriteBufferManager) of the process, made on first use
+
+    @classmethod
+    def shared(cls) -> tuple[Any, Any]:
+        if _BoundedRocksDBOptions._shared is None:
+            import rocksdict  # the rocksdb extra; Faust checked it is there
+
+            cache = rocksdict.Cache(ROCKSDB_CACHE_BYTES)
+            manager = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+                ROCKSDB_WRITE_BUFFERS_BYTES, False, cache
+            )
+            _BoundedRocksDBOptions._shared = (cache, manager)
+        cache, manager = _BoundedRocksDBOptions._shared
+        return cache, manager
+
+    def as_options(self) -> Any:
+        if not self.use_rocksdict:  # python-rocksdb: Faust's options, with our sizes
+            return super().as_options()
+        import rocksdict
+
+        cache, manager = self.shared()
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        if self.max_open_files is not None:
+            options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_write_buffer_manager(manager)
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, block_based=True)
+        table.set_block_cache(cache)
+        # Index and filter blocks in the cache too (else each open file holds its own).
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        return options
+
+
+class _Table(faust.Table):  # type: ignore[type-arg]
+    """A table whose RocksDB store uses :class:`_BoundedRocksDBOptions`."""
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        store = super()._new_store_by_url(url)
+        if isinstance(store, faust_rocksdb.Store):
+            # Databases are opened later, per partition, with these options.
+            store.rocksdb_options = _BoundedRocksDBOptions(
+                **(store.options or {}), use_rocksdict=store.use_rocksdict
+            )
+        return store
+
+
 class _Web(faust_aiohttp.Web):
     """Faust's aiohttp server with none of Faust's own pages, only those the app adds.
 
@@ -99,6 +180,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         broker=[f"kafka://{server}" for server in settings.bootstrap_list],
         broker_credentials=broker_credentials(settings),
         store=settings.store,
+        Table=_Table,
         datadir=str(settings.data_dir),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
