@@ -178,10 +178,9 @@ class BatchTally:
         return max(self.progress.values()) - self.earliest
 
 
-#: Event time one flush of partials may span at most. Merging runs at most this far ahead of
-#: evaluation, so no bucket a pending evaluation reads is pruned first, however large the
-#: batch a worker catching up on a backlog reads.
-MAX_FLUSH_SPAN_SECONDS = 300
+#: Event time one flush of partials may span at most: a partial holds one entry per bucket it
+#: covers, and a bundle of them must stay well under Kafka's message size limit.
+MAX_FLUSH_SPAN_SECONDS = 1800
 
 
 #: The dimensions an event is labelled with, as far as the rules group by them: one value or

@@ -58,6 +58,11 @@ PROGRESS_EVERY_SECONDS = 1.0
 #: Most messages one fetch hands over: a batch gathers several fetches, and only the fetch in
 #: hand is held as messages (the batch keeps partials), whatever ``ingest_batch_messages``.
 FETCH_RECORDS = 1000
+#: A batch holding this many bytes of dead letters closes early: they wait for the commit.
+DEAD_LETTER_BATCH_BYTES = 16 * 1024 * 1024
+#: Longest a batch stays open while the consumer is behind (a backlog): long enough that a
+#: key's partials are few per event, short enough that progress and metrics move on.
+BACKLOG_BATCH_SECONDS = 10.0
 #: A transaction still open this long is aborted by the broker (a producer that died).
 TRANSACTION_TIMEOUT_MS = 30_000
 
@@ -90,6 +95,25 @@ def bundles(items: list[bytes], progress: bytes | None) -> list[bytes]:
     return out
 
 
+def fetch_position(consumer: AIOKafkaConsumer, tp: Any) -> int | None:
+    """The next offset ``consumer`` will fetch from ``tp``, or None before it has one.
+
+    aiokafka's ``position()`` waits for a position; the state it reads answers at once. The
+    position moves past transaction markers, which are never delivered: a lag computed from
+    the last offset delivered would never reach zero on a transactional topic.
+    """
+    subscription = consumer._subscription.subscription
+    if subscription is None or subscription.assignment is None:
+        return None
+    try:
+        state = subscription.assignment.state_value(tp)
+    except KeyError:
+        return None
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
+
+
 def source_of(tp: TopicPartition) -> str:
     return f"{tp.topic}:{tp.partition}"
 
@@ -105,6 +129,8 @@ class _Batch:
     #: Next input offset to read per partition, once this batch is committed.
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     messages: int = 0
+    #: Bytes of the dead letters held (the original messages, kept until the commit).
+    dead_bytes: int = 0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -275,9 +301,21 @@ class IngestConsumer:
                     batch = self._batch = self._new_batch()
                 for tp, records in data.items():
                     await self._read(batch, tp, records)
-                self._note_caught_up(consumer)
+                caught_up = self._note_caught_up(consumer)
                 now = time.monotonic()
-                due = batch.messages >= limit or (batch.messages and now - batch.started >= window)
+                # Live, a batch closes after the window; reading a backlog, it runs longer:
+                # each batch sends one partial per key it saw, and the merges downstream, not
+                # the events, are then what a worker spends its time on.
+                age = now - batch.started
+                due = (
+                    batch.messages >= limit
+                    or batch.dead_bytes > DEAD_LETTER_BATCH_BYTES
+                    or (
+                        batch.messages > 0
+                        and age >= window
+                        and (caught_up or age >= max(window, BACKLOG_BATCH_SECONDS))
+                    )
+                )
                 heartbeat = not batch.messages and now - self._last_sent >= PROGRESS_EVERY_SECONDS
                 if due or heartbeat or (self._stopping and batch.messages):
                     await self._commit(batch)
@@ -298,6 +336,7 @@ class IngestConsumer:
             if decoded.errors:
                 for error in decoded.errors:
                     self.metrics.invalid_events.labels(error.field or "").inc()
+                batch.dead_bytes += len(value)
                 batch.dead.append(
                     dead_letter(
                         key=record.key,
@@ -318,25 +357,22 @@ class IngestConsumer:
             batch.offsets[tp] = records[-1].offset + 1
             batch.messages += len(records)
 
-    def _note_caught_up(self, consumer: AIOKafkaConsumer) -> None:
+    def _note_caught_up(self, consumer: AIOKafkaConsumer) -> bool:
+        """Note which partitions are read to their end; whether all of them are."""
+        every = True
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             position = self._position(consumer, tp)
             caught_up = highwater is not None and position is not None and position >= highwater
             self.inputs.set_caught_up(source_of(tp), caught_up)
+            every = every and caught_up
+        return every
 
     def _position(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
         batch = self._batch
         if batch is not None and tp in batch.offsets:
             return batch.offsets[tp]
-        # aiokafka's position() waits for a position; the state it reads answers at once.
-        subscription = consumer._subscription.subscription
-        if subscription is None or subscription.assignment is None:
-            return None
-        state = subscription.assignment.state_value(tp)
-        if state is None or not state.has_valid_position:
-            return None
-        return int(state.position)
+        return fetch_position(consumer, tp)
 
     # ---- sending
 

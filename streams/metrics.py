@@ -99,6 +99,11 @@ class WorkerMetrics:
         self.partials_sent = Counter(
             "bouncewatch_partials_sent", "Partial-count messages sent", registry=r
         )
+        self.partials_merged = Counter(
+            "bouncewatch_partials_merged",
+            "Partials read by the aggregate agent (merged, or skipped as duplicates)",
+            registry=r,
+        )
         self.partials_duplicate = Counter(
             "bouncewatch_partials_duplicate",
             "Partials already merged (re-sent after a crash) and skipped",

@@ -36,7 +36,7 @@ from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
 from streams.app import create_app
 from streams.health import install_health_views, readiness
-from streams.ingest import IngestConsumer
+from streams.ingest import IngestConsumer, fetch_position
 from streams.metrics import WorkerMetrics
 from streams.notify import PartitionNotifiers, install_notify
 from streams.silences import SilenceView
@@ -173,6 +173,7 @@ def _install_aggregate(t: Topology) -> None:
             else:
                 # "partial": one partial per message, as versions before bundling sent them.
                 items = value.get("partials") or ([value["partial"]] if "partial" in value else [])
+                metrics.partials_merged.inc(len(items))
                 for item in items:
                     partial = Partial.from_dict(item)
                     transitions, late = aggregator.merge(partition, partial)
@@ -252,18 +253,21 @@ def _refresh_gauges(t: Topology) -> None:
 
 
 def _consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
+    """Lag of the partitions Faust's consumer owns, from the next offset it will fetch."""
     lag: dict[tuple[str, int], int] = {}
-    # Faust keeps no public read position; its consumer tracks the last offset read.
-    read_offsets: dict[Any, int | None] = getattr(app.consumer, "_read_offset", {})
     consumer = app.consumer
+    # Faust keeps no public position; the aiokafka consumer in its consumer thread does.
+    inner = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    if inner is None:
+        return lag
     for tp in app.assignor.assigned_actives():
         try:
             highwater = consumer.highwater(tp)
         except Exception:  # not fetched yet for this partition
             continue
-        position = read_offsets.get(tp)
+        position = fetch_position(inner, tp)
         if highwater is not None and position is not None:
-            lag[(tp.topic, tp.partition)] = max(0, highwater - position - 1)
+            lag[(tp.topic, tp.partition)] = max(0, highwater - position)
     return lag
 
 
