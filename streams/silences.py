@@ -33,6 +33,22 @@ BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
 
 
+async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
+    """Whether ``consumer`` has read every partition it holds to its end.
+
+    An empty fetch alone proves nothing (a new consumer's first ones are empty), and a
+    reader failing on the same record every time must stay failing.
+    """
+    partitions = consumer.assignment()
+    if not partitions:
+        return False
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
+
+
 class SilenceView:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._records: dict[str, bytes | None] = {}
@@ -61,7 +77,8 @@ class SilenceView:
 
     @property
     def ready(self) -> bool:
-        """False once the reader has been failing for ``unhealthy_after`` seconds."""
+        """False once the reader has been failing for ``unhealthy_after`` seconds: since its
+        first error, without applying a record or reading the topic to its end."""
         since = self._failing_since
         return since is None or self._clock() - since < self.unhealthy_after
 
@@ -92,15 +109,18 @@ class SilenceView:
             consumer.subscribe([topic])
             while True:
                 batches = await consumer.getmany(timeout_ms=1000)
-                self._read_ok()
                 records = [
-                    (m.key.decode() if m.key else "", m.value)
+                    # A key that is not UTF-8 (no silence of ours) must not stop the reader.
+                    (m.key.decode("utf-8", "replace") if m.key else "", m.value)
                     for messages in batches.values()
                     for m in messages
                 ]
                 if records:
                     self.apply(records)
+                    self._read_ok()
                     log.info("silences updated", extra={"silences": len(self.silences)})
+                elif await _caught_up(consumer):
+                    self._read_ok()
         finally:
             try:
                 await consumer.stop()

@@ -27,12 +27,29 @@ class Clock:
 
 
 class FakeConsumer:
-    """Fails as told (``start`` or the first ``getmany``), else serves ``records`` once."""
+    """Fails as told (``start``, the first ``getmany``, or the second one after an empty
+    first: ``poison``), else serves ``records`` once; ``highwater`` None: not fetched yet."""
 
-    def __init__(self, fail: str | None, records: list[tuple[str, bytes | None]]) -> None:
+    def __init__(
+        self,
+        fail: str | None,
+        records: list[tuple[str | bytes, bytes | None]],
+        highwater: int | None = None,
+    ) -> None:
         self.fail = fail
         self.records = records
         self.stopped = False
+        self.fetches = 0
+        self._highwater = highwater
+
+    def assignment(self) -> set[str]:
+        return {"tp"}
+
+    def highwater(self, tp: str) -> int | None:
+        return self._highwater
+
+    async def position(self, tp: str) -> int:
+        return 0
 
     async def start(self) -> None:
         if self.fail == "start":
@@ -42,13 +59,19 @@ class FakeConsumer:
         self.topics = topics
 
     async def getmany(self, timeout_ms: int) -> dict[Any, list[Any]]:
-        if self.fail == "getmany":
+        self.fetches += 1
+        if self.fail == "getmany" or (self.fail == "poison" and self.fetches > 1):
             raise RuntimeError("TopicAuthorizationFailedError")
         records, self.records = self.records, []
         if not records:
             await asyncio.sleep(0.001)
             return {}
-        return {"tp": [SimpleNamespace(key=k.encode(), value=v) for k, v in records]}
+        return {
+            "tp": [
+                SimpleNamespace(key=k.encode() if isinstance(k, str) else k, value=v)
+                for k, v in records
+            ]
+        }
 
     async def stop(self) -> None:
         self.stopped = True
@@ -167,3 +190,49 @@ def test_readiness_includes_the_silence_reader() -> None:
     view._failing_since = clock.now - view.unhealthy_after
     ready, checks = readiness(app, None, silences=view)
     assert not ready and checks["silences_read"] is False
+
+
+def _run_until(
+    view: SilenceView, new_consumer: Callable[[], Any], done: Callable[[], bool]
+) -> None:
+    clock = view._clock
+    assert isinstance(clock, Clock)
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    async def scenario() -> None:
+        task = asyncio.create_task(
+            view.run(new_consumer, "silences", unhealthy_after=20.0, backoff_max=8.0, sleep=sleep)
+        )
+        await _until(done)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_an_empty_fetch_before_each_error_does_not_end_the_failure() -> None:
+    # A reader failing on the same record every time gets an empty fetch first each time:
+    # that is no progress, and it must end up not ready.
+    clock = Clock()
+    view = SilenceView(clock=clock)
+    _run_until(view, lambda: FakeConsumer("poison", []), lambda: view.errors >= 6)
+    assert not view.ready and isinstance(view.failure, RuntimeError)
+
+
+def test_reading_an_empty_topic_to_its_end_ends_the_failure() -> None:
+    clock = Clock()
+    view = SilenceView(clock=clock)
+    consumers = iter([FakeConsumer("start", []), FakeConsumer(None, [], highwater=0)])
+    _run_until(view, lambda: next(consumers), lambda: view.errors == 1 and view.failure is None)
+    assert view.ready
+
+
+def test_a_key_that_is_not_utf8_does_not_stop_the_reader() -> None:
+    clock = Clock()
+    view = SilenceView(clock=clock)
+    consumers = iter([FakeConsumer(None, [(b"\xff\xfe", b"junk"), ("s1", SILENCE)])])
+    _run_until(view, lambda: next(consumers), lambda: "s1" in view.silences)
+    assert view.errors == 0 and view.ready
