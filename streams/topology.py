@@ -260,7 +260,12 @@ def _consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
     inner = getattr(getattr(consumer, "_thread", None), "_consumer", None)
     if inner is None:
         return lag
+    # Partitions delivered to agents only: the tables' changelogs are assigned too, but are
+    # read only while recovering.
+    delivered: dict[Any, int | None] = getattr(consumer, "_read_offset", {})
     for tp in app.assignor.assigned_actives():
+        if delivered.get(tp) is None:
+            continue
         try:
             highwater = consumer.highwater(tp)
         except Exception:  # not fetched yet for this partition

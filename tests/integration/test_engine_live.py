@@ -164,12 +164,17 @@ def test_two_workers_split_the_keys_and_agree_with_one(
 def wait_until_consumed(worker: WorkerProcess, timeout: float = 60) -> None:
     """Until the worker reports no consumer lag on any partition it owns."""
     deadline = time.monotonic() + timeout
+    lags: dict[tuple[str, str], float] = {}
     while time.monotonic() < deadline:
-        lags = [v for n, _, v in worker.metrics() if n == "bouncewatch_consumer_lag"]
-        if lags and not any(lags):
+        lags = {
+            (lb["topic"], lb["partition"]): v
+            for n, lb, v in worker.metrics()
+            if n == "bouncewatch_consumer_lag"
+        }
+        if lags and not any(lags.values()):
             return
         time.sleep(0.5)
-    raise TimeoutError(worker.tail(30))
+    raise TimeoutError(f"lags {lags}\n{worker.tail(30)}")
 
 
 def _status(worker: WorkerProcess) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def attempts_per_key(records: list[Any]) -> dict[str, int]:
     for name, value in latest_per_key(records).items():
         key, _, part = name.rpartition("@")
         if value and part.isdigit():
-            totals[key] = totals.get(key, 0) + value["a"]
+            totals[key] = totals.get(key, 0) + value["c"]["a"]
     return totals
 
 
