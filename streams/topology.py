@@ -124,7 +124,7 @@ def build(settings: Settings, engine: Engine | None = None, **faust_overrides: A
             mx_cache.close()  # lookups still queued would answer no one
 
     install_notify(t)
-    install_health_views(app, t.ingest)
+    install_health_views(app, t.ingest, silences=t.silences)
     _install_views(t)
     return t
 
@@ -234,7 +234,7 @@ def _install_views(t: Topology) -> None:
 
 def _refresh_gauges(t: Topology) -> None:
     m = t.metrics
-    m.ready.set(1 if readiness(t.app, t.ingest)[0] else 0)
+    m.ready.set(1 if readiness(t.app, t.ingest, silences=t.silences)[0] else 0)
     m.alerts_firing.clear()
     for (rule, severity), n in ensure_indexed(t).firing_counts().items():
         m.alerts_firing.labels(rule, severity).set(n)
@@ -278,7 +278,7 @@ def _consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
 
 def status(t: Topology) -> dict[str, Any]:
     """Per-ISP rates over the last window and the active alerts this worker holds."""
-    ready, checks = readiness(t.app, t.ingest)
+    ready, checks = readiness(t.app, t.ingest, silences=t.silences)
     window = 15 * 60
     isps: dict[str, Any] = {}
     aggregator = ensure_indexed(t)
@@ -313,4 +313,12 @@ def status(t: Topology) -> dict[str, Any]:
         for key, value in t.alert_states.items()
         for r in KeyState.from_dict(value).active()
     ]
-    return {"ready": ready, "checks": checks, "isps": isps, "alerts": alerts}
+    set_aside = t.notifiers.set_aside() if t.notifiers is not None else []
+    return {
+        "ready": ready,
+        "checks": checks,
+        "isps": isps,
+        "alerts": alerts,
+        # Notifications an unexpected error set aside: an operator retries or drops them.
+        "set_aside": set_aside,
+    }

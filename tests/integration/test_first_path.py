@@ -172,6 +172,7 @@ def test_health_and_metrics(worker: WorkerProcess) -> None:
         "not_rebalancing": True,
         "tables_recovered": True,
         "ingest_assigned": True,
+        "silences_read": True,
     }
     status, text = worker.get("/metrics")
     assert status == 200 and "bouncewatch_messages_total" in text
