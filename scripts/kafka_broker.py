@@ -579,18 +579,36 @@ class KafkaBroker:
             )
 
         self._log = (workdir / "broker.log").open("wb")
+        self._spawn(java, libs)
+        self._port, self.controller_port = port, controller_port
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    def _spawn(self, java: str, libs: Path) -> None:
+        """Start the broker process on the formatted directory ``_launch`` prepared."""
+        assert self._workdir is not None and self._log is not None
+        config = self._workdir / "server.properties"
+        logging_opt = f"-Dlog4j2.configurationFile={self._workdir / 'log4j2.properties'}"
         self._proc = subprocess.Popen(
-            [java, *self._jvm_opts, logging_opt, "-cp", classpath, BROKER_MAIN, str(config)],
-            cwd=workdir,
+            [java, *self._jvm_opts, logging_opt, "-cp", str(libs / "*"), BROKER_MAIN, str(config)],
+            cwd=self._workdir,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent if self._die_with_parent else None,
         )
-        self._port, self.controller_port = port, controller_port
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+
+    def outage(self, seconds: float) -> None:
+        """SIGKILL the broker (its data stays), wait ``seconds``, and start it again on the
+        same ports and data: what clients see of a broker that crashed and came back."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise KafkaBrokerError("broker not running")
+        os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.wait(timeout=30)
+        time.sleep(seconds)
+        self._spawn(_java(), self._libs or provision(self.version))
+        self._await_ready()
 
     def _await_ready(self) -> None:
         assert self._proc is not None and self._port is not None
