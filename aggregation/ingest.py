@@ -241,17 +241,15 @@ class EventGroups:
         get = counted.get
         replies = self.replies
         delivered = engine.delivered
-        progress = tally.progress
-        newest = progress.get(source, -math.inf)
-        earliest = tally.earliest
-        lowest = math.inf if earliest is None else earliest
         if times is None:
             times = [event.event_time.timestamp() for event in events]
+        if not times:
+            return
+        progress = tally.progress
+        newest = max(progress.get(source, -math.inf), max(times))
+        earliest = tally.earliest
+        lowest = min(math.inf if earliest is None else earliest, min(times))
         for event, t in zip(events, times, strict=True):
-            if t > newest:
-                newest = t
-            if t < lowest:
-                lowest = t
             mx = event.mx_host
             domain = event.recipient.rpartition("@")[2]
             isp = isp_keys.get(domain) if mx is None else None

@@ -130,11 +130,18 @@ class InputProgress:
             return decoded, []
         bounds = self.bounds
         latest = state.latest
-        times: list[float] = []
-        errors: list[EventError] = []
         ahead_limit = now + bounds.max_ahead_seconds
         behind = bounds.max_behind_seconds
         floor = -math.inf if latest is None else latest - behind
+        times = [event.event_time.timestamp() for event in decoded.events]
+        lo, hi = min(times), max(times)
+        if floor <= lo and hi <= ahead_limit and hi - lo <= behind:
+            # No event can be refused, whatever their order: the common case, checked once.
+            if latest is None or hi > latest:
+                state.latest = hi
+            return decoded, times
+        times = []
+        errors: list[EventError] = []
         for index, event in enumerate(decoded.events):
             t = event.event_time.timestamp()
             if floor <= t <= ahead_limit:
