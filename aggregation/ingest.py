@@ -35,6 +35,7 @@ from delivery.mx_lookup import MxCache
 from delivery.types import Classification
 from schemas.event import DeliveryEvent
 from schemas.settings import Settings
+from schemas.vocabulary import Category
 
 #: Distinct failure replies (code, enhanced code, text) whose reply keys an Engine keeps.
 REPLY_KEY_CACHE_SIZE = 4096
@@ -298,7 +299,7 @@ class EventGroups:
     def feed(self, builder: PartialBuilder, tally: BatchTally) -> None:
         """Add every group to ``builder`` and count it in ``tally``; then empty."""
         groups, replies = self.groups, self.replies
-        one_by_one = self._may_evict(builder.reply_capacity)
+        crowded = self._crowded(builder.reply_capacity)
         events = tally.events
         dims = self._engine.label_values
 
@@ -322,30 +323,30 @@ class EventGroups:
         for gk, (n, t, classification, text) in groups.items():
             isp, reply, fmt = gk[1], gk[6], gk[7]
             events[(fmt, classification.outcome.value, isp)] += n
-            # With eviction possible, replies go one by one in their order (below).
-            if reply is None or not one_by_one:
+            # In a crowded summary, replies go one by one in their order (below).
+            if reply is None or (gk[0], isp, classification.category) not in crowded:
                 add(gk, classification, text, t, n)
-        if one_by_one:
+        if crowded:
             for gk, text, t in replies:
-                add(gk, groups[gk][2], text, t, 1)
+                classification = groups[gk][2]
+                if (gk[0], gk[1], classification.category) in crowded:
+                    add(gk, classification, text, t, 1)
         self.groups = {}
         self.replies = []
 
-    def _may_evict(self, capacity: int) -> bool:
-        """Whether a reply summary could overflow: more distinct replies in one (bucket, ISP,
-        category) than ``capacity`` (the ISP key sees the most of any key of its ISP)."""
+    def _crowded(self, capacity: int) -> set[tuple[int, str, Category]]:
+        """The (bucket, ISP, category) summaries that could overflow: more distinct replies
+        than ``capacity``. The ISP key sees the most of any key of its ISP, so the summaries
+        of every other key of that cell fit whenever this one does; the summaries are
+        independent of each other, so only a crowded one needs its replies in order."""
         if len(self.groups) <= capacity:
-            return False
-        seen: dict[tuple[int, str, str], set[str]] = {}
+            return set()
+        seen: dict[tuple[int, str, Category], set[str]] = {}
         for gk, group in self.groups.items():
             reply = gk[6]
-            if reply is None:
-                continue
-            distinct = seen.setdefault((gk[0], gk[1], group[2].category.value), set())
-            distinct.add(reply)
-            if len(distinct) > capacity:
-                return True
-        return False
+            if reply is not None:
+                seen.setdefault((gk[0], gk[1], group[2].category), set()).add(reply)
+        return {cell for cell, distinct in seen.items() if len(distinct) > capacity}
 
 
 def read_message(
