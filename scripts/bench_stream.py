@@ -556,6 +556,7 @@ def measure(bootstrap: str, args: argparse.Namespace) -> list[Run]:
     say(f"filling topics on {bootstrap} ...")
     inputs = prepare(bootstrap, prefix, args)
     runs: list[Run] = []
+    stalled: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         workdir = Path(tmp) if args.logs is None else args.logs
         workdir.mkdir(parents=True, exist_ok=True)
@@ -565,14 +566,21 @@ def measure(bootstrap: str, args: argparse.Namespace) -> list[Run]:
                 for contender in args.contenders:
                     group = f"{prefix}-{contender}-{inp.shape}-{rnd}"
                     env = base_env(bootstrap, group, inp.topic, prefix, args.partitions)
-                    if contender == "worker":
-                        run = run_worker(inp, env, workdir, args, None)
-                    elif contender == "worker-x2":
-                        run = run_workers(inp, env, workdir, args, 2)
-                    elif contender == "faust-bare":
-                        run = run_faust(inp, env, workdir, args)
-                    else:
-                        run = run_aiokafka(inp, bootstrap, group, args)
+                    try:
+                        if contender == "worker":
+                            run = run_worker(inp, env, workdir, args, None)
+                        elif contender == "worker-x2":
+                            run = run_workers(inp, env, workdir, args, 2)
+                        elif contender == "faust-bare":
+                            run = run_faust(inp, env, workdir, args)
+                        else:
+                            run = run_aiokafka(inp, bootstrap, group, args)
+                    except (TimeoutError, RuntimeError) as exc:
+                        # A stalled run is a finding: say so and go on with the others.
+                        stalled.append(f"round {rnd + 1} {contender} {inp.shape}")
+                        say(f"  round {rnd + 1}: {contender:<13} {inp.shape:<6} STALLED: "
+                            f"{str(exc).splitlines()[0]}")  # fmt: skip
+                        continue
                     runs.append(run)
                     extra = f" {run.notes}" if run.notes else ""
                     say(
@@ -582,6 +590,8 @@ def measure(bootstrap: str, args: argparse.Namespace) -> list[Run]:
                     )
         if args.profile is not None:
             profile(bootstrap, prefix, inputs, workdir, args)
+    if stalled:
+        say(f"stalled runs ({len(stalled)}): {', '.join(stalled)}")
     return runs
 
 

@@ -35,7 +35,7 @@ from alerts.catchup import KeyState
 from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
 from streams.app import create_app
-from streams.health import install_health_views, readiness
+from streams.health import StreamWatch, install_health_views, readiness
 from streams.ingest import IngestConsumer, fetch_position
 from streams.metrics import WorkerMetrics
 from streams.notify import PartitionNotifiers, install_notify
@@ -124,7 +124,15 @@ def build(settings: Settings, engine: Engine | None = None, **faust_overrides: A
             mx_cache.close()  # lookups still queued would answer no one
 
     install_notify(t)
-    install_health_views(app, t.ingest, silences=t.silences)
+    watch = StreamWatch(app)
+
+    @app.timer(interval=5.0, name="stream-watch")  # type: ignore[untyped-decorator]
+    async def stream_watch() -> None:
+        watch.sample()
+        if watch.stuck():
+            log.error("no stream has moved for %ss while messages wait", watch.stuck_after)
+
+    install_health_views(app, t.ingest, silences=t.silences, producer=watch)
     _install_views(t)
     return t
 

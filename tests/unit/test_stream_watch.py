@@ -1,0 +1,55 @@
+"""The liveness watch: agents that stop while messages wait make the worker not alive."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from streams.health import StreamWatch, liveness
+
+
+class FakeConsumer:
+    """Faust's consumer as the watch reads it: last offsets delivered, partition ends."""
+
+    def __init__(self) -> None:
+        self._read_offset: dict[Any, int | None] = {}
+        self.ends: dict[Any, int] = {}
+
+    def highwater(self, tp: Any) -> int:
+        return self.ends[tp]
+
+
+def app(consumer: FakeConsumer, buffered: int = 0) -> Any:
+    return SimpleNamespace(
+        consumer=consumer, producer=SimpleNamespace(buffer=SimpleNamespace(size=buffered))
+    )
+
+
+def test_waiting_messages_that_nobody_reads_for_long_make_the_worker_not_alive() -> None:
+    consumer = FakeConsumer()
+    consumer._read_offset["partials-0"] = 10
+    consumer.ends["partials-0"] = 12  # the last transaction's marker: nothing waits
+    watch = StreamWatch(app(consumer), stuck_after=60)
+    watch.sample(now=0)
+    watch.sample(now=500)
+    assert not watch.stuck(now=500)  # idle, not stuck
+    consumer.ends["partials-0"] = 40  # work arrives
+    watch.sample(now=510)
+    assert not watch.stuck(now=560)
+    consumer._read_offset["partials-0"] = 20  # it moves
+    watch.sample(now=565)
+    assert not watch.stuck(now=600)
+    watch.sample(now=630)  # and then it does not
+    assert watch.stuck(now=630)
+    assert liveness(None, watch) == (
+        False,
+        {"status": "dead", "failed": "streams not moving while messages wait"},
+    )
+
+
+def test_a_producer_buffer_that_never_drains_is_stuck_too() -> None:
+    consumer = FakeConsumer()
+    watch = StreamWatch(app(consumer, buffered=150), stuck_after=60)
+    watch.sample(now=0)
+    watch.sample(now=61)
+    assert watch.stuck(now=61)
