@@ -86,10 +86,18 @@ class StreamWatch:
         size = int(getattr(buffer, "size", 0) or 0)
         state = (tuple(sorted(read.items(), key=str)), size)
         busy = waiting or size > 0
-        # The clock runs from the moment work waits and nothing moves.
-        if state != self._last or not busy or not self._waiting:
+        # The clock runs from the moment work waits and nothing moves, never while the
+        # agents are held back on purpose (a rebalance, a table recovery however long).
+        if state != self._last or not busy or not self._waiting or self._held():
             self._moved = now
         self._last, self._waiting = state, busy
+
+    def _held(self) -> bool:
+        recovery = getattr(self.app.tables, "recovery", None)
+        recovered = recovery is None or (
+            recovery.completed.is_set() and recovery.active_remaining_total() == 0
+        )
+        return bool(self.app.rebalancing) or not recovered
 
     def stuck(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now

@@ -19,9 +19,16 @@ class FakeConsumer:
         return self.ends[tp]
 
 
-def app(consumer: FakeConsumer, buffered: int = 0) -> Any:
+def app(consumer: FakeConsumer, buffered: int = 0, recovering: bool = False) -> Any:
+    recovery = SimpleNamespace(
+        completed=SimpleNamespace(is_set=lambda: not recovering),
+        active_remaining_total=lambda: 0,
+    )
     return SimpleNamespace(
-        consumer=consumer, producer=SimpleNamespace(buffer=SimpleNamespace(size=buffered))
+        consumer=consumer,
+        producer=SimpleNamespace(buffer=SimpleNamespace(size=buffered)),
+        tables=SimpleNamespace(recovery=recovery),
+        rebalancing=False,
     )
 
 
@@ -53,3 +60,13 @@ def test_a_producer_buffer_that_never_drains_is_stuck_too() -> None:
     watch.sample(now=0)
     watch.sample(now=61)
     assert watch.stuck(now=61)
+
+
+def test_a_long_table_recovery_is_not_a_stall() -> None:
+    consumer = FakeConsumer()
+    consumer._read_offset["partials-0"] = 10
+    consumer.ends["partials-0"] = 5000
+    watch = StreamWatch(app(consumer, recovering=True), stuck_after=60)
+    for now in range(0, 600, 5):
+        watch.sample(now=now)
+    assert not watch.stuck(now=600)
