@@ -29,7 +29,7 @@ from aggregation.watermark import InputProgress, TimeBounds
 from alerts.evaluate import Evaluator
 from alerts.rules import RuleSet, load_default_rules, load_rules
 from delivery.adapters import Decoded, decode_message
-from delivery.classify import ReplyClassifier, default_classifier
+from delivery.classify import ReplyClassifier, default_classifier, load_classifier
 from delivery.isp import IspResolver, load_resolver
 from delivery.mx_lookup import MxCache
 from delivery.types import Classification
@@ -97,8 +97,10 @@ class Engine:
             rules = load_rules(settings.rules_file) if settings.rules_file else load_default_rules()
         return cls(
             rules=rules,
-            classifier=default_classifier(),
-            resolver=load_resolver(None, unknown=settings.isp_unknown),
+            classifier=load_classifier(settings.reply_rules_file)
+            if settings.reply_rules_file
+            else default_classifier(),
+            resolver=load_resolver(settings.isp_overrides_file, unknown=settings.isp_unknown),
             input_format=settings.input_format,
             mx_cache=MxCache(nameservers=settings.mx_nameserver_list)
             if settings.mx_lookup and mx_lookup

@@ -180,6 +180,16 @@ class Settings(BaseSettings):
         default="other",
         description="Unknown recipient domains count as ISP `other`, or each as its own key",
     )
+    isp_overrides_file: Path | None = Field(
+        default=None,
+        description="YAML mapping ISP keys to more domains and MX host suffixes (yours win "
+        "over the packaged table); worker, replay and classify read it alike",
+    )
+    reply_rules_file: Path | None = Field(
+        default=None,
+        description="YAML of reply rules that extend or replace packaged ones by id (the file "
+        "`classify --rules` takes); worker, replay and classify read it alike",
+    )
     mx_lookup: bool = Field(
         default=False,
         description="Look up the MX of unknown recipient domains whose events name no MX host "

@@ -44,11 +44,13 @@ from typing import IO, Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from bouncewatch.commands.common import load_settings
 from delivery.adapters import FORMATS, decode_mails, detect
 from delivery.adapters import dsn as dsn_format
 from delivery.adapters.common import loads, validation_reason
 from delivery.classify import load_classifier
 from delivery.evaluation import LABEL_KEYS, LabelError, Scorer, parse_expected, render_text
+from delivery.isp import load_resolver
 from delivery.pipeline import ClassifiedEvent, EventReader
 from delivery.rules_table import RulesFileError
 from delivery.types import Classification
@@ -105,12 +107,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    # The worker's settings, so that a reply reads as the worker reads it.
+    settings = load_settings()
+    rules = args.rules or settings.reply_rules_file
     try:
-        classifier = load_classifier(args.rules) if args.rules else None
-    except (RulesFileError, OSError) as exc:
+        classifier = load_classifier(rules) if rules else None
+        resolver = load_resolver(settings.isp_overrides_file, unknown=settings.isp_unknown)
+    except (RulesFileError, OSError, ValueError) as exc:
         print(f"bouncewatch classify: {exc}", file=sys.stderr)
         return 2
-    reader = EventReader(args.format, classifier)
+    reader = EventReader(args.format, classifier, resolver)
     if args.evaluate is not None:
         if args.paths:
             print("bouncewatch classify: --evaluate reads its own file; no PATH", file=sys.stderr)
