@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         description="Seconds between rule evaluations (each evaluates every closed bucket)",
     )
     ingest_batch_messages: int = Field(
-        default=100_000,
+        default=1_000_000,
         ge=1,
         le=1_000_000,
         description="Most input messages one ingest batch (one Kafka transaction) covers; "
