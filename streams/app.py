@@ -216,6 +216,9 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         # a produce request of its own (a syscall and a broker round trip each). 10 ms groups
         # them, and delays an ingest batch's acknowledgement by at most as much.
         producer_linger=0.01,
+        # Faust reads ahead up to this many messages per agent; a partials bundle is up to
+        # 256 KB, and its default of 4,096 let a worker catching up hold a gigabyte of them.
+        stream_buffer_maxsize=256,
         **overrides,
     )
 
