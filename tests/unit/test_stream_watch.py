@@ -70,3 +70,47 @@ def test_a_long_table_recovery_is_not_a_stall() -> None:
     for now in range(0, 600, 5):
         watch.sample(now=now)
     assert not watch.stuck(now=600)
+
+
+class DeadIngest:
+    """What the ingest consumer exposes once its batch loop has died."""
+
+    alive = False
+    ready = False
+    failure: BaseException | None = RecursionError("maximum recursion depth exceeded")
+
+
+def test_a_dead_ingest_loop_fails_liveness_with_its_error() -> None:
+    alive, body = liveness(DeadIngest())
+    assert not alive
+    assert body == {
+        "status": "dead",
+        "failed": "ingest",
+        "error": "RecursionError('maximum recursion depth exceeded')",
+    }
+    assert liveness(None, None) == (True, {"status": "alive"})
+
+
+def test_the_ingest_consumer_is_not_alive_once_its_loop_raised() -> None:
+    import asyncio
+
+    from aggregation.ingest import Engine
+    from schemas.settings import Settings
+    from streams.ingest import IngestConsumer
+    from streams.metrics import WorkerMetrics
+
+    settings = Settings()
+    ingest = IngestConsumer(settings, Engine.from_settings(settings), WorkerMetrics())
+
+    async def loop_that_dies() -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    async def run() -> None:
+        task = asyncio.create_task(loop_that_dies())
+        task.add_done_callback(ingest._ended)
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert ingest.alive
+    asyncio.run(run())
+    assert not ingest.alive and not ingest.ready
+    assert liveness(ingest)[1]["failed"] == "ingest"
