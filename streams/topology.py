@@ -146,7 +146,12 @@ def _install_ingest(t: Topology) -> None:
 
     @t.app.task  # type: ignore[untyped-decorator]
     async def start_ingest() -> None:
-        await ingest.start()
+        try:
+            await ingest.start()
+        except Exception as exc:
+            # An ingest that never ran is as dead as one whose loop died: /healthz says so.
+            ingest.failure = exc
+            log.exception("the ingest consumer could not start")
 
     @t.app.on_before_shutdown.connect
     async def stop_ingest(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
