@@ -351,7 +351,7 @@ def test_isp_resolution_settings_reach_the_worker() -> None:
 
 def test_ingest_batch_settings_reach_the_worker(tmp_path: Path) -> None:
     default = env_of(worker(rendered_case("default")))
-    assert default["BOUNCEWATCH_INGEST_BATCH_MESSAGES"]["value"] == "10000"
+    assert default["BOUNCEWATCH_INGEST_BATCH_MESSAGES"]["value"] == "1000000"
     assert default["BOUNCEWATCH_INGEST_BATCH_SECONDS"]["value"] == "1"
     # A values file, not --set: helm --set reads 2.5 as a string, which the schema refuses.
     values = tmp_path / "ingest.yaml"
