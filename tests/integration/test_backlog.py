@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from alerts.rules import load_default_rules
-from tests.support.feeds import as_messages, jittered, kumomta_record, produce_keyless
+from tests.support.feeds import as_messages, kumomta_feed, kumomta_record, produce_keyless
 from tests.support.kafka_io import TopicReader, read_jsonl
 from tests.support.transitions import transition_keys
 from tests.support.worker import REPO, WorkerProcess, isolated_env
@@ -29,24 +28,12 @@ from tests.support.worker import REPO, WorkerProcess, isolated_env
 pytestmark = pytest.mark.integration
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
-CONFIG = load_default_rules().aggregation_config()
 PARTITIONS = 8
 
 
 def feed() -> list[dict[str, Any]]:
     """Two incidents at two ISPs over three hours: about 47,000 KumoMTA records."""
-    events = read_jsonl(SCENARIOS / "microsoft_ip_blocklist.jsonl.gz") + read_jsonl(
-        SCENARIOS / "yahoo_tss04_wave.jsonl.gz"
-    )
-    records = [kumomta_record(e) for e in jittered(events, 40, seed=11)]
-    # The offline replay evaluates through the end of the last bucket of a finished file; a
-    # live worker gets there once every partition is idle and the latest event is that far on.
-    last = max(r["timestamp"] for r in records)
-    size = CONFIG.bucket_seconds
-    closing = {**records[-1], "recipient": "closing@clock.invalid", "type": "Delivery"}
-    closing["timestamp"] = (int(last) // size + 1) * size + CONFIG.evaluation_delay_seconds
-    closing["response"] = {"code": 250, "enhanced_code": None, "content": "ok"}
-    return [*records, closing]
+    return kumomta_feed(["microsoft_ip_blocklist", "yahoo_tss04_wave"], seed=11)
 
 
 def replay_transitions(records: list[dict[str, Any]], tmp_path: Path) -> list[dict[str, Any]]:

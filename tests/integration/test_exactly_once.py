@@ -24,29 +24,18 @@ from kafka_broker import KafkaBroker
 from alerts.replay import Replay
 from alerts.rules import load_default_rules
 from bouncewatch.commands.replay import read_observations
-from tests.support.feeds import as_messages, jittered, kumomta_record, produce_keyless
-from tests.support.kafka_io import TopicReader, read_jsonl
+from tests.support.feeds import as_messages, kumomta_feed, produce_keyless
+from tests.support.kafka_io import TopicReader
 from tests.support.transitions import transition_keys
 from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
-CONFIG = load_default_rules().aggregation_config()
 KILLS = 10
 
 
 def feed() -> list[dict[str, Any]]:
-    events = read_jsonl(SCENARIOS / "gmail_throttling_burst.jsonl.gz") + read_jsonl(
-        SCENARIOS / "yahoo_tss04_wave.jsonl.gz"
-    )
-    records = [kumomta_record(e) for e in jittered(events, 40, seed=5)]
-    last = max(r["timestamp"] for r in records)
-    size = CONFIG.bucket_seconds
-    closing = {**records[-1], "recipient": "closing@clock.invalid", "type": "Delivery"}
-    closing["timestamp"] = (int(last) // size + 1) * size + CONFIG.evaluation_delay_seconds
-    closing["response"] = {"code": 250, "enhanced_code": None, "content": "ok"}
-    return [*records, closing]
+    return kumomta_feed(["gmail_throttling_burst", "yahoo_tss04_wave"], seed=5)
 
 
 def replayed(records: list[dict[str, Any]], tmp_path: Path) -> Replay:

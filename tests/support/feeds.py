@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
@@ -70,3 +71,27 @@ def produce_keyless(bootstrap: str, topic: str, payloads: list[bytes]) -> None:
 
 def as_messages(records: list[dict[str, Any]]) -> list[bytes]:
     return [json.dumps(r).encode() for r in records]
+
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
+
+
+def kumomta_feed(names: list[str], seed: int) -> list[dict[str, Any]]:
+    """The named scenarios as KumoMTA records, jittered by 40 s, and a closing record.
+
+    The offline replay evaluates through the end of the last bucket of a finished file; a
+    live worker gets there once every partition is idle and the latest event is that far
+    on: the closing record, to an ISP of its own, is that far on.
+    """
+    from alerts.rules import load_default_rules
+    from tests.support.kafka_io import read_jsonl
+
+    config = load_default_rules().aggregation_config()
+    events = [e for name in names for e in read_jsonl(SCENARIOS / f"{name}.jsonl.gz")]
+    records = [kumomta_record(e) for e in jittered(events, 40, seed=seed)]
+    last = max(r["timestamp"] for r in records)
+    size = config.bucket_seconds
+    closing = {**records[-1], "recipient": "closing@clock.invalid", "type": "Delivery"}
+    closing["timestamp"] = (int(last) // size + 1) * size + config.evaluation_delay_seconds
+    closing["response"] = {"code": 250, "enhanced_code": None, "content": "ok"}
+    return [*records, closing]
