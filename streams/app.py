@@ -7,16 +7,23 @@ groups) in one process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import ssl
 from typing import Any
 
 import faust
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
+from faust.types.tuples import FutureMessage
 from faust.web.drivers import aiohttp as faust_aiohttp
 
 from bouncewatch.logs import logging_config
 from schemas.settings import SecurityProtocol, Settings
+
+_log = logging.getLogger(__name__)
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -62,8 +69,65 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class _ExactProducerBuffer(ProducerBuffer):
+    """Faust's producer buffer (table changelog writes wait in it), with a flush that ends only
+    once every message put before it was handed to the Kafka producer.
+
+    Faust flushes the producer before it commits the offsets of the messages its agents
+    processed, but its buffer's flush gives up as soon as one message takes longer than 0.1 s
+    to hand over (a busy worker catching up): the offsets were then committed with table
+    writes still waiting, and a crash lost them for good (a pod restarted elsewhere recovers
+    only what reached the changelog). This flush waits for the messages put before it and not
+    for those put while it waits, so a worker that never stops writing still commits.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        #: Messages put, and messages handed to the Kafka producer, since start.
+        self.put_count = 0
+        self.handed_count = 0
+
+    def put(self, fut: FutureMessage) -> None:
+        self.put_count += 1
+        super().put(fut)
+
+    async def _send_pending(self, fut: FutureMessage) -> None:
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.handed_count += 1
+
+    async def on_stop(self) -> None:
+        # Faust flushes here, after its sender has stopped; the writes left are those of
+        # messages whose offsets no commit covered, which the next owner reads again.
+        left = self.put_count - self.handed_count
+        if left:
+            _log.warning("stopping with %d table writes not sent; their input is read again", left)
+
+    async def flush(self) -> None:
+        target = self.put_count
+        while self.handed_count < target:
+            if self.should_stop:
+                # Its sender has stopped: what is left will not be sent, and committing past
+                # it would lose it.
+                raise RuntimeError("Cannot flush: Producer not Running")
+            self.message_sent.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+
+
+class _Producer(faust_aiokafka.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.app.conf.producer_threaded:
+            raise ValueError("the exact producer buffer does not support producer_threaded")
+        self.buffer = _ExactProducerBuffer(loop=self.loop, beacon=self.beacon)
+        self.buffer.app = self.app
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = _ReadCommittedConsumer
+    Producer = _Producer
 
 
 # ---- RocksDB memory ------------------------------------------------------------------------
@@ -162,8 +226,9 @@ class _Web(faust_aiohttp.Web):
 
 class App(faust.App):
     """A Faust app whose agents read ``read_committed``: the ingest sends its partials in
-    Kafka transactions, and an aborted batch must never be merged. Its web server serves
-    only the pages the app adds."""
+    Kafka transactions, and an aborted batch must never be merged. Offsets are committed only
+    after every table write before them was sent (``_ExactProducerBuffer``). Its web server
+    serves only the pages the app adds."""
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

@@ -1,0 +1,81 @@
+"""The worker's Faust producer buffer: a flush ends only when what was put before it is sent.
+
+Faust commits an agent's input offsets right after flushing this buffer, so a flush that
+returns early lets a crash lose table writes whose input will never be read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from streams.app import _ExactProducerBuffer
+
+
+class SlowChannel:
+    """A topic channel that takes ``delay`` seconds to hand each message to Kafka."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.handed: list[int] = []
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        await asyncio.sleep(self.delay)
+        self.handed.append(fut.number)
+
+
+def message(channel: SlowChannel, number: int) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(channel=channel), number=number)
+
+
+async def started_buffer() -> _ExactProducerBuffer:
+    buffer = _ExactProducerBuffer()
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
+    await buffer.start()
+    return buffer
+
+
+def test_a_flush_waits_for_messages_slower_than_faust_gives_them() -> None:
+    async def scenario() -> list[int]:
+        # Faust's own flush returns once one message takes over 0.1 s.
+        channel = SlowChannel(delay=0.25)
+        buffer = await started_buffer()
+        try:
+            for n in range(4):
+                buffer.put(message(channel, n))
+            await asyncio.wait_for(buffer.flush(), timeout=30)
+            return list(channel.handed)
+        finally:
+            await buffer.stop()
+
+    assert asyncio.run(scenario()) == [0, 1, 2, 3]
+
+
+def test_a_flush_ends_while_writes_keep_coming() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        channel = SlowChannel(delay=0.02)
+        buffer = await started_buffer()
+        stop = asyncio.Event()
+
+        async def writer() -> None:
+            n = 100
+            while not stop.is_set():
+                buffer.put(message(channel, n))
+                n += 1
+                await asyncio.sleep(0.005)  # faster than the channel hands them over
+
+        for n in range(5):
+            buffer.put(message(channel, n))
+        task = asyncio.create_task(writer())
+        try:
+            await asyncio.wait_for(buffer.flush(), timeout=30)
+            return list(channel.handed), buffer.size
+        finally:
+            stop.set()
+            await task
+            await buffer.stop()
+
+    handed, waiting = asyncio.run(scenario())
+    assert handed[:5] == [0, 1, 2, 3, 4]
+    assert waiting > 0, "the writer outran the sender: the flush did not wait for its writes"
