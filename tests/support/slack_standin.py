@@ -14,11 +14,16 @@ It answers on a free loopback port with the response shapes Slack documents:
 
 Tests script what comes next per method (:meth:`SlackStandIn.script`): a 429 with a
 Retry-After, a 5xx; :meth:`go_down` stops listening (connection refused) until :meth:`come_up`
-binds the same port again. Every request that reached it is recorded.
+binds the same port again; :meth:`outage` answers every request by the clock, phase after
+phase (503 for two minutes, then 429 with Retry-After for one), as Slack's edge does in an
+incident; :attr:`SlackStandIn.hold` keeps each answer back for a while after the request took
+effect, so a test can catch a client with a message in flight. Every request that reached it
+is recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -85,6 +90,13 @@ class SlackStandIn:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ts = 0
+        #: (until, answer) by time.monotonic(): what every request gets until then.
+        self._outage: list[tuple[float, Scripted]] = []
+        #: Seconds each answer is held back after its request took effect (a message posted
+        #: but not yet acknowledged): the window in which a client can die with it in flight.
+        self.hold = 0.0
+        #: Requests that took effect and whose answer is being held back, now.
+        self.in_flight = 0
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -145,6 +157,26 @@ class SlackStandIn:
         with self._lock:
             self._scripts.setdefault(method, deque()).extend(answers)
 
+    def outage(self, *phases: tuple[float, Scripted]) -> float:
+        """From now on, answer every request with each phase's answer for its seconds.
+
+        Returns when (``time.monotonic()``) the last phase ends; after it, the API answers
+        normally again. Scripted answers (:meth:`script`) still come first.
+        """
+        start = time.monotonic()
+        with self._lock:
+            self._outage = []
+            for seconds, answer in phases:
+                start += seconds
+                self._outage.append((start, answer))
+        return start
+
+    def _outage_answer(self) -> Scripted | None:
+        now = time.monotonic()
+        while self._outage and self._outage[0][0] <= now:
+            self._outage.pop(0)
+        return self._outage[0][1] if self._outage else None
+
     def unscript(self, method: str) -> None:
         """Forget the answers scripted for ``method`` that no request has used."""
         with self._lock:
@@ -173,13 +205,22 @@ class SlackStandIn:
         method = "webhook" if path.startswith("/services/") else path.rsplit("/", 1)[-1]
         with self._lock:
             scripted = self._scripts.get(method)
-            answer = scripted.popleft() if scripted else None
+            answer = scripted.popleft() if scripted else self._outage_answer()
             if answer is None:
                 answer = self._answer(method, path, dict(http.headers), body)
             self.requests.append(
                 Request(method, path, dict(http.headers), body, answer.status, time.time())
             )
-        _reply(http, answer)
+            hold = self.hold
+            if hold:
+                self.in_flight += 1
+        if hold:
+            time.sleep(hold)
+            with self._lock:
+                self.in_flight -= 1
+        # The client may have gone (killed while waiting): the request took effect anyway.
+        with contextlib.suppress(OSError):
+            _reply(http, answer)
 
     def _answer(
         self, method: str, path: str, headers: dict[str, str], body: dict[str, Any]

@@ -3,11 +3,13 @@ started again on the same port, as a relay restart looks to a client.
 
 It runs in a thread of the test process; every mail it accepts is parsed and kept, and
 every connection it answered is counted, so a test can tell a relay that was reached from
-one that was down.
+one that was down. :attr:`Inbox.hold` keeps the server's answer to a mail back for a while
+after the mail was accepted, so a test can catch a client with a message in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -25,6 +27,10 @@ class Inbox:
         self._lock = threading.Lock()
         self._messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        #: Seconds the "250" answer to each accepted mail is held back.
+        self.hold = 0.0
+        #: Mails accepted whose answer is being held back, now.
+        self.in_flight = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = message_from_bytes(envelope.original_content, policy=policy.default)
@@ -32,6 +38,15 @@ class Inbox:
         with self._lock:
             self._messages.append(parsed)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            hold = self.hold
+            if hold:
+                self.in_flight += 1
+        if hold:
+            try:
+                await asyncio.sleep(hold)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
         return "250 Message accepted for delivery"
 
     @property
