@@ -21,9 +21,10 @@ from aggregation.buckets import Counts, KeyBuckets, align_down, key_spec_of, par
 from aggregation.metrics import Metric
 from aggregation.topk import TopK
 from alerts.actions import recommend
-from alerts.rules import RuleSet, SpikeRule, ThresholdRule, format_duration
+from alerts.rules import RuleSet, SpikeRule, ThresholdRule
 from alerts.state import AlertStateRecord, Step, Timing, fingerprint, severity_rank, step
 from schemas.alert import AlertState, AlertTransition, ReplySample, Severity, TransitionKind
+from schemas.durations import format_duration
 from schemas.vocabulary import Category
 
 #: Replies shown per alert: enough to see the pattern, few enough to read in a chat message.

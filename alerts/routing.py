@@ -36,62 +36,24 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from schemas.alert import AlertTransition, TransitionKind
+from schemas.durations import Duration
+
+# Re-exported: the renderers read format_duration from here.
+from schemas.durations import format_duration as format_duration
 from schemas.settings import Settings, SmtpSecurity
-
-_DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"30s"``, ``"5m"``, ``"4h"``, ``"1d12h"``, a number of seconds, or a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 30s, 5m, 4h")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match and any(match.groups()):
-            days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    raise ValueError(f"not a duration: {value!r} (expected e.g. 30s, 5m, 4h, 1d)")
-
-
-def format_duration(value: timedelta) -> str:
-    total = int(value.total_seconds())
-    if total == 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size:
-            parts.append(f"{total // size}{unit}")
-            total %= size
-    return "".join(parts)
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
-
 
 # --- Matchers -------------------------------------------------------------------------------
 
@@ -499,7 +461,7 @@ def default_config(settings: Settings) -> NotifyConfig:
     return NotifyConfig(
         receivers=[receiver],
         route=Route(receiver=DEFAULT_RECEIVER),
-        notification_log_retention=parse_duration(settings.notification_log_retention),
+        notification_log_retention=settings.notification_log_retention,
     )
 
 

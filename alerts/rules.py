@@ -20,7 +20,6 @@ A bad file is refused as a whole, each problem reported with its line and column
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from typing import Annotated, Any, Literal, Self
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -50,44 +48,8 @@ from aggregation.buckets import (
 )
 from aggregation.metrics import Metric, parse_metric
 from schemas.alert import Severity
-
-# --------------------------------------------------------------------------- durations
-
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(value: Any) -> int:
-    """Seconds from ``90``, ``"90s"``, ``"5m"``, ``"1h30m"`` or ``"1d"``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string such as 5m, 1h, 1d")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return value
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if text.isdigit():
-            return int(text)
-        match = _DURATION.match(text)
-        if text and match:
-            d, h, m, s = (int(g) if g else 0 for g in match.groups())
-            return ((d * 24 + h) * 60 + m) * 60 + s
-    raise ValueError(f"not a duration: {value!r} (use seconds or 30s, 5m, 1h, 1h30m, 1d)")
-
-
-def format_duration(seconds: int) -> str:
-    """The shortest readable form: ``15m``, ``2h``, ``1h30m``, ``90s`` stays ``1m30s``."""
-    if seconds == 0:
-        return "0s"
-    out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            out.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(out)
-
-
-Duration = Annotated[int, BeforeValidator(parse_duration)]
+from schemas.durations import DurationSeconds as Duration
+from schemas.durations import format_duration
 
 # --------------------------------------------------------------------------- models
 

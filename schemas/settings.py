@@ -9,12 +9,15 @@ usual way Kubernetes mounts a Secret.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.durations import Duration, format_duration
 
 ENV_PREFIX = "BOUNCEWATCH_"
 
@@ -211,8 +214,8 @@ class Settings(BaseSettings):
         description="YAML of receivers and routes; unset: one route from the Slack/SMTP settings",
     )
 
-    notification_log_retention: str = Field(
-        default="7d",
+    notification_log_retention: Duration = Field(
+        default=timedelta(days=7),
         description="Without a notifications file: how long the notification log remembers an "
         "alert once its incident resolved (`12h`, `7d`; at least 1h); a file sets its own "
         "`notification_log_retention`",
@@ -308,14 +311,13 @@ class Settings(BaseSettings):
 
     @field_validator("notification_log_retention")
     @classmethod
-    def _retention(cls, value: str) -> str:
+    def _retention(cls, value: timedelta) -> timedelta:
         # Imported here: alerts sits above schemas (alerts.routing imports this module).
-        from alerts.routing import MIN_LOG_RETENTION, format_duration, parse_duration
+        from alerts.routing import MIN_LOG_RETENTION
 
-        retention = parse_duration(value)
-        if retention < MIN_LOG_RETENTION:
+        if value < MIN_LOG_RETENTION:
             raise ValueError(f"must be at least {format_duration(MIN_LOG_RETENTION)}")
-        return value.strip()
+        return value
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

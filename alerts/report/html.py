@@ -18,7 +18,7 @@ from typing import Any
 
 from alerts.report.periods import Difference, Incident, IspSummary, RuleSummary
 from alerts.report.series import RuleSeries
-from alerts.rules import format_duration
+from schemas.durations import format_duration
 
 
 class ReportDependencyError(RuntimeError):

@@ -20,9 +20,10 @@ from typing import IO, TextIO, cast
 
 from aggregation.ingest import Engine
 from alerts.replay import Observation, Replay, observe
-from alerts.rules import RulesError, RuleSet, format_duration, load_default_rules, load_rules
+from alerts.rules import RulesError, RuleSet, load_default_rules, load_rules
 from bouncewatch.commands.common import load_settings
 from schemas.alert import AlertTransition, TransitionKind
+from schemas.durations import format_duration
 
 #: Files above this size show a progress bar on a terminal.
 PROGRESS_MIN_BYTES = 20 * 1024 * 1024

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alerts.rules import RulesError, default_rules_text, format_duration, load_rules, parse_rules
+from alerts.rules import RulesError, default_rules_text, load_rules, parse_rules
+from schemas.durations import format_duration
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import timedelta
 
 from bouncewatch.commands.common import load_settings
+from schemas.durations import format_duration
 from schemas.settings import ENV_PREFIX, SECRET_FIELDS, Settings
 
 
@@ -20,9 +22,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def markdown_table() -> str:
     rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
-        default = (
-            "" if field.default is None else str(getattr(field.default, "value", field.default))
-        )
+        if field.default is None:
+            default = ""
+        elif isinstance(field.default, timedelta):
+            default = format_duration(field.default)
+        else:
+            default = str(getattr(field.default, "value", field.default))
         variable = f"`{ENV_PREFIX}{name.upper()}`"
         if name in SECRET_FIELDS:
             variable += f" or `{ENV_PREFIX}{name.upper()}_FILE`"

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
-from alerts.routing import Matcher, parse_duration
+from alerts.routing import Matcher
 from alerts.silences import Silence, SilenceState, fold, new_silence
 from bouncewatch.commands.common import load_settings
+from schemas.durations import parse_duration
 from schemas.settings import Settings
 
 #: How long ``list`` waits for the topic's end before giving up on a slow broker.
@@ -118,7 +119,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="label matcher: name=value, name!=value, name=~regex, name!~regex (repeatable)",
     )
     ends = add.add_mutually_exclusive_group(required=True)
-    ends.add_argument("--for", dest="duration", help="how long, e.g. 2h, 30m, 1d")
+    ends.add_argument(
+        "--for",
+        dest="duration",
+        help="how long: 2h, 30m, 1d, 1h30m (a duration, as in the rules file)",
+    )
     ends.add_argument("--until", dest="ends_at", help="end time, ISO 8601 (UTC if no zone)")
     add.add_argument("--starts", help="start time, ISO 8601 (default: now)")
     add.add_argument("--comment", required=True, help="why: a ticket, a maintenance window")

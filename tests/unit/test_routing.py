@@ -17,7 +17,6 @@ from alerts.routing import (
     alert_labels,
     default_config,
     load_config,
-    parse_duration,
     resolve_config,
 )
 from schemas.alert import Severity, TransitionKind
@@ -140,19 +139,6 @@ def test_labels_identity_wins_over_free_labels() -> None:
     assert labels["severity"] == Severity.CRITICAL.value
     assert labels["team"] == "mail"
     assert labels["source_ip"] == "203.0.113.9"
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [("30s", 30), ("5m", 300), ("4h", 14400), ("1d12h", 129600), (0, 0), (2.5, 2.5)],
-)
-def test_durations(value: str | float, seconds: float) -> None:
-    assert parse_duration(value) == timedelta(seconds=seconds)
-
-
-def test_bad_duration() -> None:
-    with pytest.raises(ValueError):
-        parse_duration("soon")
 
 
 def test_unknown_receiver_and_duplicates_are_errors() -> None:

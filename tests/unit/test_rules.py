@@ -13,7 +13,6 @@ from alerts.rules import (
     ThresholdRule,
     load_default_rules,
     load_rules,
-    parse_duration,
     parse_rules,
 )
 from bouncewatch.cli import main
@@ -68,22 +67,8 @@ def test_evaluation_delay_beyond_the_lateness_is_refused_at_its_line() -> None:
         "r.yaml:3:21: settings.evaluation_delay: evaluation_delay (2m) must not exceed "
         "allowed_lateness (1m)"
     )
-    with pytest.raises(RulesError, match=r"settings\.evaluation_delay: a duration cannot be"):
+    with pytest.raises(RulesError, match=r"settings\.evaluation_delay: not a duration: -60"):
         parse_rules("settings: {evaluation_delay: -60}")
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("90", 90), (90, 90), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("1d", 86400)],
-)
-def test_durations(text: str | int, seconds: int) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("bad", ["5 minutes", "", "-1", True, 1.5, "m"])
-def test_bad_durations(bad: object) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(bad)
 
 
 BAD = """\
