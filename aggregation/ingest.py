@@ -109,8 +109,7 @@ class Engine:
         )
 
     def isp_name(self, key: str) -> str:
-        isp = self.resolver.isps.get(key)
-        return isp.name if isp is not None else key
+        return self.resolver.name(key)
 
     def isp_key(self, event: DeliveryEvent) -> str:
         """The key of the ISP that received ``event``.

@@ -23,6 +23,7 @@ from aggregation.topk import TopK
 from alerts.actions import recommend
 from alerts.rules import RuleSet, SpikeRule, ThresholdRule
 from alerts.state import AlertStateRecord, Step, Timing, fingerprint, severity_rank, step
+from delivery.isp import default_resolver
 from schemas.alert import AlertState, AlertTransition, ReplySample, Severity, TransitionKind
 from schemas.durations import format_duration
 from schemas.vocabulary import Category
@@ -31,20 +32,6 @@ from schemas.vocabulary import Category
 TOP_REPLIES = 5
 #: Points in a transition's trend; the window is cut into at most this many slices.
 TREND_POINTS = 15
-
-#: Names for the ISP keys the resolver knows; any other key is shown capitalized.
-KNOWN_ISP_NAMES: dict[str, str] = {
-    "gmail": "Gmail",
-    "microsoft": "Microsoft",
-    "yahoo": "Yahoo",
-    "apple": "Apple iCloud",
-    "other": "Other",
-}
-
-
-def default_isp_name(isp: str) -> str:
-    return KNOWN_ISP_NAMES.get(isp, isp.replace("_", " ").title())
-
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": lambda a, b: a > b,
@@ -74,7 +61,7 @@ class Evaluator:
     def __init__(
         self,
         rules: RuleSet,
-        isp_names: Mapping[str, str] | Callable[[str], str] | None = None,
+        isp_names: Callable[[str], str] | None = None,
         top_replies: int = TOP_REPLIES,
     ) -> None:
         self.rules = rules
@@ -83,11 +70,9 @@ class Evaluator:
         self._by_key: dict[str, list[AnyRule]] = {}
 
     def isp_name(self, isp: str) -> str:
-        if callable(self._names):
-            return self._names(isp)
-        if self._names is not None and isp in self._names:
-            return self._names[isp]
-        return default_isp_name(isp)
+        """The ISP's display name: the resolver's (``delivery/data/isps.yaml``, with the
+        user's overrides) when given, the packaged table's otherwise."""
+        return (self._names or default_resolver().name)(isp)
 
     def rules_for_key(self, key: str) -> list[AnyRule]:
         """The rules (per-ISP overrides applied) that read this aggregation key."""

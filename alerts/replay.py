@@ -24,8 +24,9 @@ from typing import NamedTuple, Protocol
 
 from aggregation.buckets import KeyBuckets, PartialBuilder, align_down, epoch_seconds
 from alerts.catchup import KeyState, evaluate_through
-from alerts.evaluate import Evaluator, default_isp_name
+from alerts.evaluate import Evaluator
 from alerts.rules import RuleSet
+from delivery.isp import default_resolver
 from delivery.types import Classification, Isp
 from schemas.alert import AlertTransition
 from schemas.event import DeliveryEvent
@@ -113,7 +114,7 @@ class Replay:
         self._watermark: int | None = None
 
     def _name(self, isp: str) -> str:
-        return self.isp_names.get(isp) or default_isp_name(isp)
+        return self.isp_names.get(isp) or default_resolver().name(isp)
 
     def feed(self, observations: Iterable[Observation]) -> None:
         """Process observations, which must come in event-time order."""

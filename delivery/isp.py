@@ -192,6 +192,12 @@ class IspResolver:
         """Every known ISP by key, for validating rule files and listing in docs."""
         return self._isps
 
+    def name(self, key: str) -> str:
+        """The display name of an ISP key (``isps.yaml``'s ``name``); an unknown key (a
+        domain keyed by itself under ``BOUNCEWATCH_ISP_UNKNOWN=domain``) is its own name."""
+        isp = self._isps.get(key)
+        return isp.name if isp is not None else key
+
     def resolve(self, domain: str, mx_host: str | None = None) -> Isp:
         return self._cached(domain, mx_host)
 

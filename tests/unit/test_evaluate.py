@@ -7,11 +7,15 @@ import json
 import pytest
 
 from aggregation.buckets import KeyBuckets, PartialBuilder
+from aggregation.ingest import Engine
 from alerts.evaluate import Evaluator
+from alerts.replay import Replay
 from alerts.rules import RuleSet, parse_rules
 from alerts.state import AlertStateRecord, Timing, fingerprint, step
+from delivery.isp import default_resolver, load_resolver
 from delivery.types import Classification
 from schemas.alert import AlertState, Severity, TransitionKind
+from schemas.settings import Settings
 from schemas.vocabulary import BounceType, Category, Outcome
 
 OK = Classification(Outcome.DELIVERED, BounceType.NONE, Category.DELIVERED, "ok")
@@ -123,3 +127,19 @@ def test_evaluation_past_the_watermark_is_refused() -> None:
     _feed(kb, 0, 10, 0, ruleset)
     with pytest.raises(ValueError):
         Evaluator(ruleset).evaluate(kb, {}, 10_000)
+
+
+def test_isp_display_names_come_from_the_isp_table_alone() -> None:
+    """One source: the evaluator, the replay and the live engine name ISPs as isps.yaml does."""
+    ruleset = parse_rules(RULES)
+    resolver = default_resolver()
+    engine = Engine.from_settings(Settings(), ruleset, mx_lookup=False)
+    replay = Replay(ruleset)
+    for key, isp in resolver.isps.items():
+        assert Evaluator(ruleset).isp_name(key) == isp.name
+        assert replay.evaluator.isp_name(key) == isp.name
+        assert engine.evaluator.isp_name(key) == isp.name
+    assert resolver.name("gmail") == "Gmail / Google Workspace"
+    assert resolver.name("example.com") == "example.com"  # keyed by its domain
+    renamed = load_resolver({"gmail": ["gmail.com"]})
+    assert Evaluator(ruleset, renamed.name).isp_name("gmail") == renamed.name("gmail")
