@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -50,6 +48,7 @@ from aggregation.metrics import Metric, parse_metric
 from schemas.alert import Severity
 from schemas.durations import DurationSeconds as Duration
 from schemas.durations import format_duration
+from schemas.yaml_problems import Problem, ProblemsError, parse_yaml, problem_at, problems_from
 
 # --------------------------------------------------------------------------- models
 
@@ -377,110 +376,21 @@ class RuleSet(BaseModel):
 # --------------------------------------------------------------------------- loading
 
 
-@dataclass(frozen=True, slots=True)
-class RuleProblem:
-    source: str
-    line: int | None  # 1-based
-    column: int | None
-    location: str  # rules[2].window
-    message: str
-
-    def __str__(self) -> str:
-        where = self.source
-        if self.line is not None:
-            where += f":{self.line}:{self.column}"
-        return (
-            f"{where}: {self.location}: {self.message}"
-            if self.location
-            else f"{where}: {self.message}"
-        )
+#: One problem of a rules file (its line, column, field and message).
+RuleProblem = Problem
 
 
-class RulesError(ValueError):
+class RulesError(ProblemsError):
     """A rules file that cannot be used; ``problems`` lists every reason found."""
 
-    def __init__(self, problems: Sequence[RuleProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
-
-def _format_loc(loc: Iterable[str | int]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _node_at(root: yaml.Node | None, loc: Sequence[str | int]) -> yaml.Node | None:
-    """The deepest YAML node along a pydantic error location.
-
-    Location parts that are not in the document (the discriminator tag pydantic inserts for
-    unions, ``function-after[...]`` and the like) are skipped.
-    """
-    node = root
-    for part in loc:
-        if node is None:
-            break
-        if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                node = node.value[part]
-            continue
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if str(key_node.value) == str(part):
-                    node = value_node
-                    break
-    return node
-
-
-def _problems_from(
-    error: ValidationError, root: yaml.Node | None, source: str, prefix: tuple[str | int, ...]
-) -> list[RuleProblem]:
-    problems = []
-    for item in error.errors():
-        loc = prefix + tuple(item["loc"])
-        # pydantic names union members in locations; people never wrote them.
-        shown = [p for p in loc if p not in ("threshold", "spike") or not isinstance(p, str)]
-        shown = [p for p in shown if not (isinstance(p, str) and "[" in p)]
-        node = _node_at(root, loc)
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            message = "this field is required"
-        elif item["type"] == "extra_forbidden":
-            message = "unknown field"
-        problems.append(
-            RuleProblem(
-                source,
-                None if node is None else node.start_mark.line + 1,
-                None if node is None else node.start_mark.column + 1,
-                _format_loc(shown),
-                message,
-            )
-        )
-    return problems
+#: pydantic names the member of the rule union in error locations; the file never does.
+_UNION_TAGS = ("threshold", "spike")
 
 
 def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     """Validate a rules document; raise ``RulesError`` naming each bad line and field."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise RulesError(
-            [
-                RuleProblem(
-                    source,
-                    None if mark is None else mark.line + 1,
-                    None if mark is None else mark.column + 1,
-                    "",
-                    f"not valid YAML: {exc.problem or exc}",
-                )
-            ]
-        ) from None
+    data, root = parse_yaml(text, source, RulesError)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -488,7 +398,7 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     try:
         ruleset = RuleSet.model_validate(data)
     except ValidationError as exc:
-        raise RulesError(_problems_from(exc, root, source, ())) from None
+        raise RulesError(problems_from(exc, root, source, hidden=_UNION_TAGS)) from None
     problems: list[RuleProblem] = []
     for index, rule in enumerate(ruleset.rules):
         for isp in rule.overrides:
@@ -496,16 +406,14 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
             try:
                 resolved = rule.with_override(isp)
             except ValidationError as exc:
-                problems.extend(_problems_from(exc, root, source, where))
+                problems.extend(problems_from(exc, root, source, where, hidden=_UNION_TAGS))
                 continue
             if resolved.window % ruleset.settings.bucket:
-                node = _node_at(root, (*where, "window"))
                 problems.append(
-                    RuleProblem(
+                    problem_at(
+                        root,
                         source,
-                        None if node is None else node.start_mark.line + 1,
-                        None if node is None else node.start_mark.column + 1,
-                        _format_loc((*where, "window")),
+                        (*where, "window"),
                         "the window is not a multiple of the bucket",
                     )
                 )
