@@ -1,7 +1,9 @@
 """ISP resolution: a recipient domain, and the MX host when the event carries one, to an ISP.
 
-The knowledge lives in ``delivery/data/isps.yaml``; this module compiles it into three dicts
-and answers in this order:
+The knowledge lives in ``delivery/data/isps.yaml``, validated (as the user's overrides are) by
+the pydantic models below, each mistake reported with its line and field as the rules file's
+are (``schemas.yaml_problems``). This module compiles it into three dicts and answers in this
+order:
 
 1. the domain or one of its parent domains is listed (``nc.rr.com`` falls under ``rr.com``);
 2. the domain (or a parent) is a regional family member, a listed label followed by a public
@@ -24,13 +26,33 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 
 from delivery.types import Isp
+from schemas.yaml_problems import Problem, ProblemsError, parse_yaml, problems_from
 
-__all__ = ["OTHER", "IspResolver", "default_resolver", "load_resolver", "normalize_domain"]
+__all__ = [
+    "OTHER",
+    "IspResolver",
+    "IspSpec",
+    "IspTableError",
+    "default_resolver",
+    "load_resolver",
+    "normalize_domain",
+    "parse_isp_table",
+]
 
 OTHER = Isp("other", "Other")
 
@@ -97,8 +119,6 @@ class _Tables:
     mx: dict[str, Isp] = field(default_factory=dict)
 
     def isp(self, key: str, name: str | None = None) -> Isp:
-        if not _KEY.match(key):
-            raise ValueError(f"ISP key must be lowercase letters, digits, '_' or '-': {key!r}")
         known = self.isps.get(key)
         if known is None or (name is not None and name != known.name):
             known = OTHER if key == OTHER.key and name is None else Isp(key, name or key)
@@ -111,53 +131,122 @@ class _Tables:
         return known
 
     def add(self, key: str, entries: Iterable[str], kind: str | None = None) -> None:
-        """Add entries; ``kind`` None reads each string's own form (``mx:``, ``label.*``)."""
+        """Add validated entries; ``kind`` None reads each string's own form (``mx:``,
+        ``label.*``)."""
         isp = self.isp(key)
-        for raw in entries:
-            if not isinstance(raw, str) or not raw.strip():
-                raise ValueError(f"ISP {key!r}: entries must be non-empty strings, got {raw!r}")
-            entry = raw.strip().lower()
+        for entry in entries:
             entry_kind = kind
             if entry_kind is None:
                 if entry.startswith(_MX_PREFIX):
                     entry_kind, entry = "mx", entry[len(_MX_PREFIX) :].strip()
                 elif entry.endswith(_FAMILY_SUFFIX):
-                    entry_kind, entry = "families", entry[: -len(_FAMILY_SUFFIX)]
+                    entry_kind = "families"
                 else:
                     entry_kind = "domains"
             if entry_kind == "mx":
                 self.mx[_normalize_mx(entry.removeprefix("*."))] = isp
             elif entry_kind == "families":
-                label = entry.removesuffix(_FAMILY_SUFFIX)
-                if not label or "." in label:
-                    raise ValueError(f"ISP {key!r}: a family is one label like 'hotmail': {raw!r}")
-                self.families[label] = isp
+                self.families[entry.removesuffix(_FAMILY_SUFFIX)] = isp
             else:
                 self.domains[normalize_domain(entry)] = isp
 
 
-def _compile(data: Mapping[str, Any], tables: _Tables, *, source: str) -> None:
+# --------------------------------------------------------------------------- the file's models
+
+
+class IspTableError(ProblemsError):
+    """An ISP table (``isps.yaml`` or the user's overrides) that cannot be used; each
+    problem names its line and field, as the rules file's do."""
+
+
+def _entry(value: str) -> str:
+    entry = value.strip().lower()
+    if not entry or entry in (_MX_PREFIX, _FAMILY_SUFFIX):
+        raise ValueError("an entry must be a non-empty domain, label.* or mx:host")
+    if entry.endswith(_FAMILY_SUFFIX):
+        _family(entry)
+    return entry
+
+
+def _family(value: str) -> str:
+    label = value.strip().lower().removesuffix(_FAMILY_SUFFIX)
+    if not label or "." in label:
+        raise ValueError(f"a family is one label like 'hotmail', not {value!r}")
+    return label
+
+
+def _key(value: str) -> str:
+    if not _KEY.match(value):
+        raise ValueError(f"an ISP key is lowercase letters, digits, '_' or '-', not {value!r}")
+    return value
+
+
+Entry = Annotated[str, AfterValidator(_entry)]
+Family = Annotated[str, AfterValidator(_family)]
+IspKey = Annotated[str, AfterValidator(_key)]
+
+
+class IspSpec(BaseModel):
+    """One ISP of ``isps.yaml``: the long form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, min_length=1, description="for people")
+    domains: list[Entry] = Field(default_factory=list)
+    families: list[Family] = Field(default_factory=list)
+    mx: list[Entry] = Field(default_factory=list)
+
+
+def _form(value: Any) -> str | None:
+    if isinstance(value, Mapping | IspSpec):
+        return "spec"
+    if isinstance(value, list | tuple):
+        return "entries"
+    return None
+
+
+#: The long form (``name``, ``domains``, ``families``, ``mx``) or the overrides' short form, a
+#: list of entries whose own shape says their kind (``example.com``, ``label.*``, ``mx:host``).
+IspValue = Annotated[
+    Annotated[IspSpec, Tag("spec")] | Annotated[list[Entry], Tag("entries")],
+    Discriminator(
+        _form,
+        custom_error_type="isp_form",
+        custom_error_message="give a mapping (name, domains, families, mx) or a list of entries",
+    ),
+]
+#: The tags pydantic puts in error locations; the file never spells them.
+_FORMS = ("spec", "entries")
+
+IspTable = TypeAdapter(dict[IspKey, IspValue])
+
+
+def parse_isp_table(data: Any, source: str, root: yaml.Node | None = None) -> dict[str, Any]:
+    """Validate an ISP table; ``root`` (its YAML node tree) places each problem on its line."""
+    if data is None:
+        return {}
     if not isinstance(data, Mapping):
-        raise ValueError(f"{source}: expected a mapping of ISP key to entries")
-    for key, spec in data.items():
-        key = str(key)
-        if isinstance(spec, str):
-            raise ValueError(f"{source}: ISP {key!r}: give a list of entries, not one string")
-        if isinstance(spec, Sequence):
+        raise IspTableError([Problem(source, 1, 1, "", "expected a mapping of ISP key to entries")])
+    try:
+        return IspTable.validate_python({str(k): v for k, v in data.items()})
+    except ValidationError as exc:
+        raise IspTableError(problems_from(exc, root, source, hidden=_FORMS)) from None
+
+
+def _read_isp_file(text: str, source: str) -> dict[str, Any]:
+    data, root = parse_yaml(text, source, IspTableError)
+    return parse_isp_table(data, source, root)
+
+
+def _compile(table: Mapping[str, IspSpec | list[str]], tables: _Tables) -> None:
+    for key, spec in table.items():
+        if isinstance(spec, IspSpec):
+            tables.isp(key, spec.name)
+            tables.add(key, spec.domains, "domains")
+            tables.add(key, spec.families, "families")
+            tables.add(key, spec.mx, "mx")
+        else:
             tables.add(key, spec)
-            continue
-        if not isinstance(spec, Mapping):
-            raise ValueError(f"{source}: ISP {key!r}: expected a list or a mapping")
-        unknown_fields = set(spec) - {"name", "domains", "families", "mx"}
-        if unknown_fields:
-            raise ValueError(f"{source}: ISP {key!r}: unknown fields {sorted(unknown_fields)}")
-        name = spec.get("name")
-        tables.isp(key, None if name is None else str(name))
-        for kind in ("domains", "families", "mx"):
-            entries = spec.get(kind) or []
-            if isinstance(entries, str) or not isinstance(entries, Sequence):
-                raise ValueError(f"{source}: ISP {key!r}: {kind} must be a list")
-            tables.add(key, entries, kind)
 
 
 class IspResolver:
@@ -249,12 +338,9 @@ class IspResolver:
         return None
 
 
-def _packaged() -> Mapping[str, Any]:
+def _packaged() -> dict[str, Any]:
     text = importlib.resources.files("delivery").joinpath("data/isps.yaml").read_text("utf-8")
-    data = yaml.safe_load(text)
-    if not isinstance(data, Mapping):
-        raise ValueError("delivery/data/isps.yaml: expected a mapping")
-    return data
+    return _read_isp_file(text, "delivery/data/isps.yaml")
 
 
 def load_resolver(
@@ -267,15 +353,15 @@ def load_resolver(
     domain and its subdomains), ``label.*`` (a regional family), ``mx:host.suffix`` (an MX
     suffix). Key ``other`` sends entries to the catch-all. A YAML file may use that short form
     or the packaged form (``name``, ``domains``, ``families``, ``mx``), which can also rename.
+    Either is validated whole before use: ``IspTableError`` names each bad line and field.
     """
     tables = _Tables()
     tables.isps[OTHER.key] = OTHER
-    _compile(_packaged(), tables, source="delivery/data/isps.yaml")
+    _compile(_packaged(), tables)
     if isinstance(overrides, Path):
-        data = yaml.safe_load(overrides.read_text("utf-8")) or {}
-        _compile(data, tables, source=str(overrides))
+        _compile(_read_isp_file(overrides.read_text("utf-8"), str(overrides)), tables)
     elif overrides is not None:
-        _compile(overrides, tables, source="ISP overrides")
+        _compile(parse_isp_table(overrides, "ISP overrides"), tables)
     return IspResolver(
         isps=tables.isps,
         domains=tables.domains,

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from delivery.isp import OTHER, IspResolver, default_resolver, load_resolver, normalize_domain
+from delivery.isp import (
+    OTHER,
+    IspResolver,
+    IspTableError,
+    default_resolver,
+    load_resolver,
+    normalize_domain,
+)
 from delivery.mx_lookup import DnsError, MxCache, lookup_mx, system_nameservers
 from delivery.types import Isp
 from tests.support.dns_server import StandInDns, answer
@@ -280,7 +287,7 @@ def test_overrides_yaml_file_both_forms(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"Bad Key": ["x.example"]}, "ISP key"),
+        ({"Bad Key": ["x.example"]}, "an ISP key is lowercase"),
         ({"acme": "x.example"}, "list of entries"),
         ({"acme": [""]}, "non-empty"),
         ({"acme": ["a.b.*"]}, "one label"),
@@ -291,10 +298,29 @@ def test_overrides_rejected(overrides: dict[str, object], message: str) -> None:
         load_resolver(overrides)  # type: ignore[arg-type]
 
 
-def test_overrides_yaml_unknown_field(tmp_path: Path) -> None:
+def test_overrides_yaml_errors_name_line_and_field(tmp_path: Path) -> None:
+    """The same line-and-field report as the rules file's, every problem at once."""
     path = tmp_path / "isps.yaml"
-    path.write_text("acme:\n  domain: [x.example]\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="unknown fields"):
+    path.write_text(
+        "acme:\n"
+        "  name: ACME\n"
+        "  domain: [x.example]\n"
+        "foo:\n"
+        "  families: [ok, a.b]\n"
+        "bar: x.example\n"
+        "Bad: [a.example]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(IspTableError) as info:
+        load_resolver(path)
+    assert str(info.value).splitlines() == [
+        f"{path}:3:11: acme.domain: unknown field",
+        f"{path}:5:18: foo.families[1]: a family is one label like 'hotmail', not 'a.b'",
+        f"{path}:6:6: bar: give a mapping (name, domains, families, mx) or a list of entries",
+        f"{path}:7:6: Bad: an ISP key is lowercase letters, digits, '_' or '-', not 'Bad'",
+    ]
+    path.write_text("acme: [a\n", encoding="utf-8")
+    with pytest.raises(IspTableError, match=r"isps\.yaml:2:1: not valid YAML"):
         load_resolver(path)
 
 
