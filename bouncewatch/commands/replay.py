@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TextIO, cast
 
+from tqdm import tqdm
+
 from aggregation.ingest import Engine
 from alerts.replay import Observation, Replay, observe
 from alerts.rules import RulesError, RuleSet, load_default_rules, load_rules
@@ -78,20 +80,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 class _Progress:
-    """A one-line progress bar on stderr, driven by bytes read from the (compressed) file."""
+    """replay's progress bar on stderr (tqdm), driven by bytes read from the file on disk:
+    the compressed size of a ``.gz``, so the bar is not fooled by the compression ratio."""
 
     def __init__(self, raw: IO[bytes] | None, total: int, enabled: bool) -> None:
-        self.raw, self.total, self.enabled = raw, total, enabled
+        self.raw = raw
+        self.bar = tqdm(
+            total=total or None,
+            desc="reading",
+            unit="B",
+            unit_scale=True,
+            file=sys.stderr,
+            disable=not enabled,
+        )
 
     def update(self, events: int, done: bool = False) -> None:
-        if not self.enabled or (events % _PROGRESS_EVERY and not done):
+        if self.bar.disable or (events % _PROGRESS_EVERY and not done):
             return
-        fraction = 1.0
-        if self.raw is not None and self.total and not done:
-            fraction = min(self.raw.tell() / self.total, 1.0)
-        bar = "#" * int(fraction * 30)
-        end = "\n" if done else ""
-        print(f"\rreading [{bar:<30}] {fraction:4.0%} {events:,} events", end=end, file=sys.stderr)
+        if self.raw is not None and not self.raw.closed:
+            self.bar.update(self.raw.tell() - self.bar.n)
+        self.bar.set_postfix_str(f"{events:,} events", refresh=False)
+        if done:
+            if self.bar.total:
+                self.bar.update(self.bar.total - self.bar.n)
+            self.bar.close()
 
 
 def _open(path: str) -> tuple[TextIO, IO[bytes] | None, int]:

@@ -136,3 +136,14 @@ def test_a_bucket_is_evaluated_once_events_one_delay_past_its_end_are_read(
     assert seen == []  # one second short of the delay: the bucket waits
     engine.feed([_obs(float(due))])
     assert [(t.kind.value, t.event_time.timestamp()) for t in seen] == [("firing", 660.0)]
+
+
+def test_the_progress_bar_counts_the_file_and_its_events(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = SCENARIOS / "incident_recovers.jsonl.gz"
+    observations, _, _ = read_observations(str(path), "auto", "always")
+    err = capsys.readouterr().err
+    assert "reading" in err and "100%" in err and f"{len(observations):,} events" in err
+    read_observations(str(path), "auto", "never")
+    assert capsys.readouterr().err == ""
