@@ -126,6 +126,8 @@ class InputProgress:
         if state is None:
             state = self._sources[source] = _Source(last_read=now)
         state.last_read = now
+        if decoded.feedback:
+            decoded = self._admit_feedback(decoded, state, now)
         if not decoded.events:
             return decoded, []
         bounds = self.bounds
@@ -159,7 +161,31 @@ class InputProgress:
             return decoded, times
         bad = {e.index for e in errors}
         kept = [e for i, e in enumerate(decoded.events) if i not in bad]
-        return Decoded(kept, [*decoded.errors, *errors], decoded.skipped), times
+        return Decoded(kept, [*decoded.errors, *errors], decoded.skipped, decoded.feedback), times
+
+    def _admit_feedback(self, decoded: Decoded, state: _Source, now: float) -> Decoded:
+        """``decoded`` without the feedback events whose time is refused (the same bounds as
+        for delivery events; complaints are rare, so one by one). They move the partition's
+        progress as delivery events do."""
+        bounds = self.bounds
+        kept = []
+        errors: list[EventError] = []
+        for index, event in enumerate(decoded.feedback):
+            t = event.event_time.timestamp()
+            latest = state.latest
+            floor = -math.inf if latest is None else latest - bounds.max_behind_seconds
+            if floor <= t <= now + bounds.max_ahead_seconds:
+                kept.append(event)
+                if latest is None or t > latest:
+                    state.latest = t
+                continue
+            reason = bounds.problem(t, now, latest)
+            assert reason is not None
+            self.refused["ahead" if t > now + bounds.max_ahead_seconds else "behind"] += 1
+            errors.append(EventError(index, reason, "event_time", event.source_format))
+        if not errors:
+            return decoded
+        return Decoded(decoded.events, [*decoded.errors, *errors], decoded.skipped, kept)
 
     def latest(self, source: str) -> float | None:
         state = self._sources.get(source)

@@ -2,7 +2,8 @@
 
 ``EventReader.read(payload)`` takes one Kafka message (a single event or a batch, in any
 format ``delivery.adapters`` reads) and returns its events, each with its classification and
-ISP, plus the per-item errors and the number of non-attempts skipped. ``read_line`` does the
+ISP, its feedback events (complaints and the rest) each with the ISP of the complainer, plus
+the per-item errors and the number of other records skipped. ``read_line`` does the
 same for one line of a file, keeping what later lines need (PowerMTA header, Postfix
 senders). The ingest agent, ``replay`` and ``bouncewatch classify`` share it, so a number
 means the same thing everywhere.
@@ -23,9 +24,9 @@ from delivery.adapters import AUTO, Decoded, EventError, StreamDecoder, decode_m
 from delivery.classify import ReplyClassifier, default_classifier
 from delivery.isp import IspResolver, default_resolver
 from delivery.types import Classification, Isp
-from schemas.event import DeliveryEvent
+from schemas.event import DeliveryEvent, FeedbackEvent
 
-__all__ = ["ClassifiedEvent", "EventReader", "Read"]
+__all__ = ["ClassifiedEvent", "ClassifiedFeedback", "EventReader", "Read"]
 
 
 class ClassifiedEvent(NamedTuple):
@@ -36,12 +37,20 @@ class ClassifiedEvent(NamedTuple):
     isp: Isp
 
 
+class ClassifiedFeedback(NamedTuple):
+    """One validated feedback event (a complaint or not) with the complainer's ISP."""
+
+    event: FeedbackEvent
+    isp: Isp
+
+
 class Read(NamedTuple):
     """What one message or line held, classified."""
 
     events: list[ClassifiedEvent]
     errors: list[EventError]
     skipped: int
+    feedback: list[ClassifiedFeedback] = []
 
 
 class EventReader:
@@ -92,4 +101,7 @@ class EventReader:
             )
             for event in decoded.events
         ]
-        return Read(events, decoded.errors, decoded.skipped)
+        feedback = [
+            ClassifiedFeedback(f, resolve(f.recipient_domain, f.mx_host)) for f in decoded.feedback
+        ]
+        return Read(events, decoded.errors, decoded.skipped, feedback)

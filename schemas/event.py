@@ -1,7 +1,9 @@
-"""The one normalized delivery event every input format is turned into.
+"""The normalized events every input format is turned into: ``DeliveryEvent`` (one delivery
+attempt) and ``FeedbackEvent`` (one complaint or other feedback report).
 
-This is the edge model: input adapters build it, the ingest agent validates with it, and its
-JSON Schema (``schemas/json/delivery-event.schema.json``) documents bouncewatch's own format.
+These are the edge models: input adapters build them, the ingest validates with them, and the
+JSON Schema of ``DeliveryEvent`` (``schemas/json/delivery-event.schema.json``) documents
+bouncewatch's own format.
 Validation is strict about types and ranges so that errors name the field that is wrong.
 """
 
@@ -12,7 +14,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from schemas.vocabulary import SourceStatus
+from schemas.vocabulary import OTHER_FEEDBACK_TYPES, SourceStatus
 
 #: Values already validated: validation runs per event, and these values recur constantly.
 #: Bounded, since a stream of one-off domains must not grow it without end.
@@ -24,6 +26,19 @@ _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 _DOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}[a-z0-9_])?)*\.?$"
 )
+
+
+def _recipient_with_domain(value: str) -> str:
+    domain = value.rpartition("@")[2]
+    if domain in _VALID_DOMAINS:  # the same few thousand domains recur in every batch
+        return value
+    normal = domain.lower().rstrip(".")
+    if not _DOMAIN.match(normal) or "." not in normal:
+        raise ValueError(f"recipient has no valid domain: {value!r}")
+    if len(_VALID_DOMAINS) >= _VALID_DOMAINS_MAX:
+        _VALID_DOMAINS.clear()
+    _VALID_DOMAINS.add(domain)
+    return value
 
 
 class SmtpReply(BaseModel):
@@ -82,17 +97,73 @@ class DeliveryEvent(BaseModel):
     @field_validator("recipient")
     @classmethod
     def _recipient_has_domain(cls, value: str) -> str:
-        domain = value.rpartition("@")[2]
-        if domain in _VALID_DOMAINS:  # the same few thousand domains recur in every batch
-            return value
-        normal = domain.lower().rstrip(".")
-        if not _DOMAIN.match(normal) or "." not in normal:
-            raise ValueError(f"recipient has no valid domain: {value!r}")
-        if len(_VALID_DOMAINS) >= _VALID_DOMAINS_MAX:
-            _VALID_DOMAINS.clear()
-        _VALID_DOMAINS.add(domain)
-        return value
+        return _recipient_with_domain(value)
 
     @property
     def recipient_domain(self) -> str:
         return self.recipient.rpartition("@")[2].lower().rstrip(".")
+
+
+class FeedbackEvent(BaseModel):
+    """One feedback report about a message we sent: a spam complaint (abuse, fraud, ...) or
+    feedback that is no complaint (not-spam, opt-out), from a feedback loop or an ESP.
+
+    ``event_time`` is when the feedback was given (or, when the source does not say, when it
+    was received): complaints are counted in the window they arrive in, against the
+    deliveries of that window, as the mailbox providers' dashboards count them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    event_time: AwareDatetime = Field(description="When the recipient complained (or we heard)")
+    recipient: str = Field(
+        min_length=1,
+        max_length=320,
+        description="The complainer's address; only the mailbox provider's domain when the "
+        "feedback loop redacts it",
+    )
+    feedback_type: str = Field(
+        default="abuse",
+        max_length=64,
+        description="RFC 5965 Feedback-Type, lower case: abuse, fraud, virus, other, not-spam, ...",
+    )
+    sender: str | None = Field(default=None, max_length=320, description="The original sender")
+    sending_domain: str | None = Field(default=None, max_length=253)
+    source_ip: str | None = Field(
+        default=None, max_length=45, description="The IP the original message was sent from"
+    )
+    tenant: str | None = Field(default=None, max_length=128)
+    campaign: str | None = Field(default=None, max_length=256)
+    message_id: str | None = Field(default=None, max_length=998)
+    sent_at: AwareDatetime | None = Field(
+        default=None, description="When the original message was sent, when the source says"
+    )
+    reporter: str | None = Field(
+        default=None, max_length=256, description="Who reported it: User-Agent or the ESP"
+    )
+    source_format: str = Field(default="bouncewatch", max_length=32)
+
+    @field_validator("recipient")
+    @classmethod
+    def _recipient_has_domain(cls, value: str) -> str:
+        return _recipient_with_domain(value)
+
+    @field_validator("feedback_type")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower() or "abuse"
+
+    @property
+    def recipient_domain(self) -> str:
+        return self.recipient.rpartition("@")[2].lower().rstrip(".")
+
+    @property
+    def mx_host(self) -> str | None:
+        """The reporting host when the complainer's address was redacted down to it (a
+        feedback loop's MTA names its provider as an MX host would), else None."""
+        return None if "@" in self.recipient else self.recipient_domain
+
+    @property
+    def is_complaint(self) -> bool:
+        """Whether this counts as a spam complaint (not a not-spam or opt-out report)."""
+        return self.feedback_type not in OTHER_FEEDBACK_TYPES

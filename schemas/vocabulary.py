@@ -61,3 +61,15 @@ class SourceStatus(StrEnum):
     BOUNCED = "bounced"
     EXPIRED = "expired"
     SUPPRESSED = "suppressed"
+
+
+#: Feedback types (RFC 5965 section 7.3 and its IANA registry, RFC 6430's ``not-spam``, RFC
+#: 6591's ``auth-failure``) that say a recipient did not want the mail: what the mailbox
+#: providers count in a sender's complaint (spam) rate. A source that names no type reports a
+#: "this is spam" click, so its events are ``abuse``.
+COMPLAINT_FEEDBACK_TYPES: frozenset[str] = frozenset({"abuse", "fraud", "virus", "other"})
+#: Feedback that is no complaint, counted apart: a message marked "not spam", an
+#: unsubscription sent through a feedback loop, a DMARC/DKIM/SPF failure report.
+OTHER_FEEDBACK_TYPES: frozenset[str] = frozenset(
+    {"not-spam", "opt-out", "opt-out-list", "unsubscribe", "auth-failure"}
+)

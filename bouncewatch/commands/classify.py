@@ -12,17 +12,24 @@ Output, in input order, at least one line per input line, each with ``line`` (fr
   none did); a line holding several events (an SES bounce to three recipients) gives several;
 - a line that cannot be read: ``error`` (naming the field), ``field``, ``format``; the run
   goes on;
-- a line with no delivery attempt (an open, a Postfix qmgr line, a CSV header, a blank
-  line): ``skipped``.
+- per feedback event (a complaint from an ARF report, a KumoMTA Feedback or PowerMTA ``f``
+  record, an SES Complaint, a SendGrid spamreport, a Mailgun complained, a Postmark
+  SpamComplaint): ``recipient``, ``feedback_type``, ``complaint`` (true for abuse, fraud,
+  virus and other; false for not-spam, opt-out, auth-failure, counted apart), ``isp``,
+  ``event_time``, ``sent_at``, ``sender``, ``sending_domain``, ``source_ip``, ``tenant``,
+  ``campaign``, ``message_id``, ``reporter`` and ``format``;
+- a line with no delivery attempt and no feedback (an open, a Postfix qmgr line, a CSV
+  header, a blank line): ``skipped``.
 The exit status is 0 when stdin was read to the end, whatever the lines held.
 
-Files given as arguments are read instead of stdin. A bounce mail (``--format dsn``, or a
-file that opens with a mail's header block under ``auto``) is read whole, an ``.mbox`` file
-as many mails: one line per recipient it reports on, with ``file``, ``mail`` (its place in
-the file, from 1), ``recipient`` and the fields above; a mail that is not a bounce (an
-auto-reply, a challenge, a read receipt) gives one line with ``skipped`` saying why. Other
-files are read line by line as stdin is, each answer carrying ``file``. With ``--format
-dsn`` and no file, stdin is read as one mail (or an mbox).
+Files given as arguments are read instead of stdin. A bounce mail or a feedback report
+(``--format dsn`` or ``arf``, or a file that opens with a mail's header block under
+``auto``) is read whole, an ``.mbox`` file as many mails: one line per recipient it reports
+on (per complainer for a feedback report, with the feedback fields above), with ``file``,
+``mail`` (its place in the file, from 1), ``recipient`` and the fields above; a mail that is
+not a bounce (an auto-reply, a challenge, a read receipt) gives one line with ``skipped``
+saying why. Other files are read line by line as stdin is, each answer carrying ``file``.
+With ``--format dsn`` (or ``arf``) and no file, stdin is read as one mail (or an mbox).
 
 ``--evaluate LABELLED.jsonl`` scores the classifier instead: each line is one classify
 reads plus ``expected`` ({"outcome": ..., "bounce_type": ..., "category": ...}, any of the
@@ -45,7 +52,7 @@ from typing import IO, Any
 from pydantic import TypeAdapter, ValidationError
 
 from bouncewatch.commands.common import load_settings
-from delivery.adapters import FORMATS, decode_mails, detect
+from delivery.adapters import FORMATS, REGISTRY, decode_mails, detect, format_help
 from delivery.adapters import dsn as dsn_format
 from delivery.adapters.common import loads, validation_reason
 from delivery.classify import load_classifier
@@ -54,7 +61,7 @@ from delivery.isp import load_resolver
 from delivery.pipeline import ClassifiedEvent, EventReader
 from delivery.rules_table import RulesFileError
 from delivery.types import Classification
-from schemas.event import DeliveryEvent, SmtpReply
+from schemas.event import DeliveryEvent, FeedbackEvent, SmtpReply
 from schemas.vocabulary import BounceType, Category, Outcome, SourceStatus
 
 #: The keys of the plain reply form; any of the first three marks a line as one.
@@ -65,6 +72,8 @@ _PLAIN_ORIGIN = {"reply.code": "code", "reply.enhanced": "enhanced", "reply.text
 # the plain form has no time; validation needs one and the output never shows it
 _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUS: TypeAdapter[SourceStatus | None] = TypeAdapter(SourceStatus | None)
+#: Formats read a whole mail at a time (from a file, or stdin as one mail).
+MAIL_FORMATS = frozenset(f.name for f in REGISTRY if f.kind == "mail")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--format",
         default="auto",
         choices=("auto", *FORMATS),
-        help="input format (default: auto, detected per line; plain replies are always read)",
+        help="input format (default: auto; plain replies are always read). " + format_help(),
     )
     parser.add_argument(
         "--rules", type=Path, help="extra reply rules YAML, taking precedence over packaged ones"
@@ -123,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return _evaluate(args.evaluate, reader, as_json=args.json)
     try:
-        if args.paths or args.format == dsn_format.NAME:
+        if args.paths or args.format in MAIL_FORMATS:
             classify_files(args.paths or [Path("-")], sys.stdout, reader, explain=args.explain)
         else:
             classify_stream(sys.stdin.buffer, sys.stdout, reader, explain=args.explain)
@@ -149,7 +158,7 @@ def classify_files(
             out.write(json.dumps({"file": name, "error": reason, "field": None, "format": None}))
             out.write("\n")
             continue
-        if reader.fmt == dsn_format.NAME or (reader.fmt == "auto" and dsn_format.looks_like(data)):
+        if reader.fmt in MAIL_FORMATS or (reader.fmt == "auto" and dsn_format.looks_like(data)):
             errors += _classify_mails(name, data, out, reader, explain)
         else:
             lines = EventReader(reader.fmt, reader.classifier, reader.resolver)
@@ -171,6 +180,9 @@ def _classify_mails(
             answers.append({**head, "skipped": mail.skipped})
         for event in mail.decoded.events:
             answers.append({**head, **_fields(reader.event(event), explain)})
+        for feedback in mail.decoded.feedback:
+            isp = reader.resolver.resolve(feedback.recipient_domain, feedback.mx_host)
+            answers.append({**head, **feedback_answer(feedback, isp.key)})
         for error in mail.decoded.errors:
             errors += 1
             answers.append(
@@ -232,12 +244,13 @@ def classify_line(
         return [_plain(plain, number, reader, explain)]
     read = reader.read_line(line)
     answers: list[dict[str, Any]] = [_event_answer(number, e, explain) for e in read.events]
+    answers.extend({"line": number, **feedback_answer(f.event, f.isp.key)} for f in read.feedback)
     answers.extend(
         {"line": number, "error": e.reason, "field": e.field, "format": e.format}
         for e in read.errors
     )
     if not answers:
-        answers.append({"line": number, "skipped": "no delivery attempt on this line"})
+        answers.append({"line": number, "skipped": "no delivery attempt or feedback on this line"})
     return answers
 
 
@@ -294,6 +307,26 @@ def _plain(
         reason, field = validation_reason(exc, _PLAIN_ORIGIN, "")
         return _error(number, reason, field)
     return _event_answer(number, reader.event(event), explain)
+
+
+def feedback_answer(event: FeedbackEvent, isp: str) -> dict[str, Any]:
+    """The fields classify prints for one feedback event."""
+    return {
+        "recipient": event.recipient,
+        "feedback_type": event.feedback_type,
+        "complaint": event.is_complaint,
+        "isp": isp,
+        "event_time": event.event_time.isoformat(),
+        "sent_at": event.sent_at.isoformat() if event.sent_at else None,
+        "sender": event.sender,
+        "sending_domain": event.sending_domain,
+        "source_ip": event.source_ip,
+        "tenant": event.tenant,
+        "campaign": event.campaign,
+        "message_id": event.message_id,
+        "reporter": event.reporter,
+        "format": event.source_format,
+    }
 
 
 def _error(number: int, reason: str, field: str | None) -> dict[str, Any]:

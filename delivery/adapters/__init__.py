@@ -1,17 +1,23 @@
-"""Input adapters: turn what MTAs and ESPs emit into ``DeliveryEvent``s.
+"""Input adapters: turn what MTAs and ESPs emit into ``DeliveryEvent``s and ``FeedbackEvent``s.
 
-One module per format (``native``, ``kumomta``, ``powermta``, ``postfix``, ``ses``,
-``sendgrid``, ``mailgun``, ``postmark``, ``dsn``); each documents its source and field
-mapping. A ``dsn`` message is one whole bounce mail (RFC 3464 or an older bounce body), read
-as bytes; "auto" recognises one by its RFC 5322 header block, which no other format opens
-with. This
-module picks the adapter, by the topic's configured format or by sniffing each message, and
-handles batches: a Kafka message may hold one event, a JSON array of them, newline-delimited
-JSON, or several lines of a text format (Postfix log, PowerMTA CSV with or without its header).
+One module per format; each documents its source and field mapping and declares its
+``FORMAT`` (``common.InputFormat``). ``REGISTRY`` below lists them, once: the order of
+detection, ``--format`` choices, the settings' validation and the help text all come from
+it, so adding a format is one new module and one line there. A mail (``dsn``, ``arf``) is
+one whole mail, read as bytes; "auto" recognises one by its RFC 5322 header block, which no
+other format opens with, and reads a feedback report (RFC 5965) as ``arf`` and any other mail
+as ``dsn``. This module picks the adapter, by the topic's configured format or by sniffing
+each message, and handles batches: a Kafka message may hold one event, a JSON array of them,
+newline-delimited JSON, or several lines of a text format (Postfix log, PowerMTA CSV with or
+without its header).
+
+Complaints and other feedback (an ARF report, a KumoMTA Feedback record, an SES Complaint,
+a SendGrid spamreport ...) are no delivery attempts: they come out in ``Decoded.feedback``,
+apart from ``events``, so that nothing about them costs the delivery events anything.
 
 Nothing here raises on bad input: every problem becomes an ``EventError`` that names the
 field, as the source format names it ("kumomta: response.code: ..."), and records that are
-not delivery attempts (opens, receptions, complaints ...) are counted in ``skipped``. An
+neither delivery attempts nor feedback (opens, receptions ...) are counted in ``skipped``. An
 exception nobody foresaw (a bug, or input hostile enough to find one) becomes an error too:
 "could not be read: <exception type>", for the item when an adapter raised it, else for the
 whole message, whose events are then dropped so that its dead letter holds them all.
@@ -25,13 +31,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from delivery.adapters import (
+    arf,
     dsn,
     kumomta,
     mailgun,
@@ -45,39 +52,59 @@ from delivery.adapters import (
 from delivery.adapters.common import (
     Converted,
     FormatError,
+    InputFormat,
     NestingError,
     loads,
     show,
     validation_reason,
 )
-from schemas.event import DeliveryEvent
+from schemas.event import DeliveryEvent, FeedbackEvent
 
 __all__ = [
     "FORMATS",
     "INPUT_FORMATS",
+    "REGISTRY",
     "Decoded",
     "EventError",
     "StreamDecoder",
     "decode_line",
     "decode_mails",
     "decode_message",
+    "format_help",
 ]
 
-FORMATS: tuple[str, ...] = (
-    "bouncewatch",
-    "kumomta",
-    "powermta",
-    "postfix",
-    "ses",
-    "sendgrid",
-    "mailgun",
-    "postmark",
-    "dsn",
+#: Every input format. Within a kind (JSON, text, mail), detection tries them in this order,
+#: first match wins: the native event is the most specific test and the common case, and
+#: PowerMTA's record-type prefix is more specific than Postfix's syslog line. The first mail
+#: format reads any mail (bounces and feedback reports) under "auto".
+REGISTRY: tuple[InputFormat, ...] = (
+    native.FORMAT,
+    kumomta.FORMAT,
+    powermta.FORMAT,
+    postfix.FORMAT,
+    ses.FORMAT,
+    sendgrid.FORMAT,
+    mailgun.FORMAT,
+    postmark.FORMAT,
+    dsn.FORMAT,
+    arf.FORMAT,
 )
+FORMATS: tuple[str, ...] = tuple(f.name for f in REGISTRY)
 AUTO = "auto"
 #: What a format setting or option may say: a format, or "auto" to detect each message.
 INPUT_FORMATS: tuple[str, ...] = (AUTO, *FORMATS)
-_TEXT_FORMATS = frozenset({"powermta", "postfix"})
+_BY_NAME: Mapping[str, InputFormat] = {f.name: f for f in REGISTRY}
+_TEXT = tuple(f for f in REGISTRY if f.kind == "text")
+_TEXT_FORMATS = frozenset(f.name for f in _TEXT)
+_MAIL_FORMATS = frozenset(f.name for f in REGISTRY if f.kind == "mail")
+_AUTO_MAIL = next(f for f in REGISTRY if f.kind == "mail")
+
+
+def format_help() -> str:
+    """One line per choice of ``--format``, for help texts."""
+    lines = [f"{AUTO}: detected per message or line"]
+    lines.extend(f"{f.name}: {f.summary}" for f in REGISTRY)
+    return "; ".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,31 +119,20 @@ class EventError:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """What one message (or line) held: events, errors, and how many non-attempts it skipped."""
+    """What one message (or line) held: delivery events, feedback (complaints and the rest),
+    errors, and how many records that are neither it skipped."""
 
     events: list[DeliveryEvent]
     errors: list[EventError]
     skipped: int = 0
+    feedback: list[FeedbackEvent] = field(default_factory=list)
 
 
 _Convert = Callable[[dict[str, Any]], Converted]
 
-_JSON_CONVERTERS: Mapping[str, _Convert] = {
-    native.NAME: native.convert,
-    kumomta.NAME: kumomta.convert,
-    ses.NAME: ses.convert,
-    sendgrid.NAME: sendgrid.convert,
-    mailgun.NAME: mailgun.convert,
-    postmark.NAME: postmark.convert,
-}
-# First match wins; the native event is the most specific test and the common case.
-_DETECTORS: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = (
-    (native.NAME, native.looks_like),
-    (kumomta.NAME, kumomta.looks_like),
-    (ses.NAME, ses.looks_like),
-    (sendgrid.NAME, sendgrid.looks_like),
-    (mailgun.NAME, mailgun.looks_like),
-    (postmark.NAME, postmark.looks_like),
+_JSON_CONVERTERS: Mapping[str, _Convert] = {f.name: f.convert for f in REGISTRY if f.kind == "json"}
+_DETECTORS: tuple[tuple[str, Callable[[Mapping[str, Any]], bool]], ...] = tuple(
+    (f.name, f.looks_like) for f in REGISTRY if f.kind == "json"
 )
 
 _NATIVE_BATCH: TypeAdapter[list[DeliveryEvent]] = TypeAdapter(list[DeliveryEvent])
@@ -133,18 +149,19 @@ def detect(record: Mapping[str, Any]) -> str | None:
 class _Out:
     """Accumulates one decode call's results; cheaper than building Decoded piecemeal."""
 
-    __slots__ = ("errors", "events", "skipped")
+    __slots__ = ("errors", "events", "feedback", "skipped")
 
     def __init__(self) -> None:
         self.events: list[DeliveryEvent] = []
         self.errors: list[EventError] = []
         self.skipped = 0
+        self.feedback: list[FeedbackEvent] = []
 
     def error(self, index: int, reason: str, field: str | None, fmt: str | None) -> None:
         self.errors.append(EventError(index, reason, field, fmt))
 
     def result(self) -> Decoded:
-        return Decoded(self.events, self.errors, self.skipped)
+        return Decoded(self.events, self.errors, self.skipped, self.feedback)
 
 
 def _unknown_format(fmt: str) -> Decoded:
@@ -168,7 +185,10 @@ def _emit(converted: Converted, name: str, index: int, out: _Out) -> None:
     prefix = "" if name == native.NAME else name + ": "
     for draft in converted:
         try:
-            out.events.append(DeliveryEvent.model_validate(draft.fields))
+            if draft.feedback:
+                out.feedback.append(FeedbackEvent.model_validate(draft.fields))
+            else:
+                out.events.append(DeliveryEvent.model_validate(draft.fields))
         except ValidationError as exc:
             reason, bad = validation_reason(exc, draft.origin, prefix)
             out.error(index, reason, bad, name)
@@ -289,7 +309,11 @@ def _decode_message(payload: bytes, fmt: str, year: int | None, tz: tzinfo) -> D
     out = _Out()
     if _is_mail(payload, fmt):
         # a mail is bytes in any charset its parts declare: no UTF-8 test of the whole
-        _run(lambda: dsn.convert_mail(bytes(payload)), dsn.NAME, 0, out)
+        reader = _BY_NAME[fmt] if fmt in _MAIL_FORMATS else _AUTO_MAIL
+        name = reader.name
+        if fmt == AUTO and b"feedback-report" in bytes(payload[:65536]).lower():
+            name = arf.NAME  # read by the same reader, but its errors are the report's
+        _run(lambda: reader.convert(bytes(payload)), name, 0, out)
         return out.result()
     try:
         text = bytes(payload).decode("utf-8")
@@ -325,13 +349,13 @@ def _decode_message(payload: bytes, fmt: str, year: int | None, tz: tzinfo) -> D
 def _is_mail(payload: bytes, fmt: str) -> bool:
     if not isinstance(payload, bytes | bytearray):
         return False
-    if fmt == dsn.NAME:
+    if fmt in _MAIL_FORMATS:
         return True
     if fmt != AUTO:
         return False
     # a JSON payload is never a mail; lstrip copies, so only pay for it on leading blanks
     head = payload[:1] if payload[:1] not in b" \t\r\n" else payload.lstrip()[:1]
-    return head not in (b"{", b"[") and dsn.looks_like(payload)
+    return head not in (b"{", b"[") and _AUTO_MAIL.looks_like(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +369,8 @@ class MailDecoded:
 
 
 def decode_mails(data: bytes) -> list[MailDecoded]:
-    """Every mail of a file (one mail, or many in an mbox), each read as a bounce."""
+    """Every mail of a file (one mail, or many in an mbox), each read as a bounce or, when it
+    is one, a feedback report."""
     results = []
     for number, mail in enumerate(dsn.split_mbox(data), start=1):
         out = _Out()
@@ -364,9 +389,13 @@ def decode_mails(data: bytes) -> list[MailDecoded]:
             results.append(MailDecoded(number, out.result(), None))
             continue
         if read.skipped is None:
-            _emit(read.drafts, dsn.NAME, 0, out)
+            _emit(read.drafts, arf.NAME if _is_feedback(read.drafts) else dsn.NAME, 0, out)
         results.append(MailDecoded(number, out.result(), read.skipped))
     return results
+
+
+def _is_feedback(drafts: Converted) -> bool:
+    return bool(drafts) and drafts is not None and drafts[0].feedback
 
 
 def _native_fast_path(payload: bytes, fmt: str) -> Decoded | None:
@@ -399,9 +428,10 @@ def decode_line(
 
 
 class StreamDecoder:
-    """Reads a file line by line, keeping what later lines need: the PowerMTA CSV header and
-    the envelope sender of each Postfix queue id. In "auto" mode each line is sniffed: JSON
-    (one object or array per line), a PowerMTA header or record, or a Postfix log line."""
+    """Reads a file line by line, keeping what later lines need (each text format's state:
+    the PowerMTA CSV headers, the envelope sender of each Postfix queue id). In "auto" mode
+    each line is sniffed: JSON (one object or array per line), else each text format of the
+    registry in its order."""
 
     def __init__(
         self,
@@ -412,12 +442,20 @@ class StreamDecoder:
         powermta_header: tuple[str, ...] | None = None,
     ) -> None:
         self.fmt = fmt
-        self.clock = postfix.Clock(year, tz)
-        self.header: tuple[str, ...] = powermta_header or powermta.DEFAULT_HEADER
-        self._senders: dict[str, str] = {}
+        self._year = year
+        self._tz = tz
+        self._states: dict[str, Any] = {}
+        if powermta_header is not None:
+            self._state(powermta.FORMAT).header = powermta_header
         # in "auto" mode, the text format of the first recognised line sticks, so that the
         # other daemons' lines of a mail log are skipped rather than reported
-        self._text_format: str | None = None
+        self._text_format: InputFormat | None = None
+
+    def _state(self, fmt: InputFormat) -> Any:
+        state = self._states.get(fmt.name)
+        if state is None and fmt.new_state is not None:
+            state = self._states[fmt.name] = fmt.new_state(self._year, self._tz)
+        return state
 
     def feed_line(self, line: str) -> Decoded:
         """The events of one line. Never raises on bad input (see ``decode_message``)."""
@@ -430,56 +468,53 @@ class StreamDecoder:
         return out.result()
 
     def _feed(self, line: str, out: _Out, index: int) -> None:
-        fmt = self.fmt
-        if fmt != AUTO and fmt not in FORMATS:
-            out.errors.extend(_unknown_format(fmt).errors)
+        name = self.fmt
+        if name != AUTO and name not in _BY_NAME:
+            out.errors.extend(_unknown_format(name).errors)
             return
         line = line.rstrip("\r\n")
         stripped = line.lstrip()
         if not stripped:
             return
-        if fmt == AUTO:
+        fmt: InputFormat | None = _BY_NAME.get(name)
+        if fmt is None:  # auto
             if stripped[0] in "{[":
                 _json_text(stripped, AUTO, out, index, ndjson=False)
                 return
-            if powermta.looks_like(line):
-                fmt = self._text_format = powermta.NAME
-            elif postfix.looks_like(line):
-                fmt = self._text_format = postfix.NAME
+            fmt = next((f for f in _TEXT if f.looks_like(line)), None)
+            if fmt is not None:
+                self._text_format = fmt
             elif self._text_format is not None:
                 fmt = self._text_format
             else:
+                known = ", ".join(f.name for f in _TEXT)
                 out.error(
                     index,
-                    "unknown format: not JSON, not a PowerMTA CSV record and not a Postfix "
-                    f"log line (got {show(stripped, 60)})",
+                    f"unknown format: not JSON and not a line of any text format ({known}) "
+                    f"(got {show(stripped, 60)})",
                     None,
                     None,
                 )
                 return
-        if fmt == dsn.NAME:
+        if fmt.kind == "mail":
             out.error(
                 index,
-                "dsn: a bounce mail is read whole (one per message or file), not line by line",
+                f"{fmt.name}: a mail is read whole (one per message or file), not line by line",
                 None,
-                fmt,
+                fmt.name,
             )
             return
-        if fmt == powermta.NAME:
-            if powermta.is_header(line):
-                self.header = powermta.parse_header(line)
-                return
-            header = self.header
-            _run(lambda: powermta.convert_line(line, header), fmt, index, out)
-        elif fmt == postfix.NAME:
-            _run(lambda: postfix.convert_line(line, self.clock, self._senders), fmt, index, out)
-        else:
-            if stripped[0] not in "{[":
-                out.error(
-                    index,
-                    f"not JSON: expected an object or array (got {show(stripped, 40)})",
-                    None,
-                    fmt,
-                )
-                return
-            _json_text(stripped, fmt, out, index, ndjson=False)
+        if fmt.kind == "text":
+            state = self._state(fmt)
+            convert = fmt.convert
+            _run(lambda: convert(line, state), fmt.name, index, out)
+            return
+        if stripped[0] not in "{[":
+            out.error(
+                index,
+                f"not JSON: expected an object or array (got {show(stripped, 40)})",
+                None,
+                fmt.name,
+            )
+            return
+        _json_text(stripped, fmt.name, out, index, ndjson=False)

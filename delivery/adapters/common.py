@@ -12,9 +12,10 @@ import importlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
@@ -85,10 +86,12 @@ def loads(text: str) -> Any:
 
 
 class Draft(NamedTuple):
-    """Keyword arguments for one ``DeliveryEvent`` and where each came from in the source."""
+    """Keyword arguments for one ``DeliveryEvent`` (or, with ``feedback``, one
+    ``FeedbackEvent``) and where each came from in the source."""
 
     fields: dict[str, Any]
     origin: Mapping[str, str]  # event field (dotted) -> the source format's field name
+    feedback: bool = False  # a complaint or other feedback report, not a delivery attempt
 
 
 class FormatError(Exception):
@@ -100,9 +103,42 @@ class FormatError(Exception):
         self.reason = reason
 
 
-#: The result of converting one source record: drafts, or ``None`` when the record is not a
-#: delivery attempt (an open, a reception, a complaint ...) and is skipped.
+#: The result of converting one source record: drafts, or ``None`` when the record is neither
+#: a delivery attempt nor feedback (an open, a reception ...) and is skipped.
 Converted = list[Draft] | None
+
+
+@dataclass(frozen=True, slots=True)
+class InputFormat:
+    """One input format, as the registry in ``delivery.adapters`` lists it.
+
+    ``kind`` says how a message of it is read: ``json`` (an object, an array or
+    newline-delimited objects; ``looks_like(record)`` and ``convert(record)``), ``text`` (line
+    by line, with per-file state; ``looks_like(line)``, ``new_state(year, tz)`` and
+    ``convert(line, state)``) or ``mail`` (one whole mail; ``looks_like(payload)`` and
+    ``convert(payload)``).
+    """
+
+    name: str
+    kind: Literal["json", "text", "mail"]
+    summary: str  # a few words for --help: what writes it
+    looks_like: Callable[[Any], bool]
+    convert: Callable[..., Converted]
+    new_state: Callable[[int | None, tzinfo], Any] | None = None
+
+
+def feedback_draft(fields: dict[str, Any], origin: Mapping[str, str]) -> list[Draft]:
+    """The drafts of one feedback record: one per complainer (``recipient`` may be a list)."""
+    recipients = fields.get("recipient")
+    if isinstance(recipients, list) and recipients:
+        return [Draft({**fields, "recipient": r}, origin, True) for r in recipients]
+    return [Draft(fields, origin, True)]
+
+
+def feedback_type(value: object, default: str = "abuse") -> str:
+    """A feedback type as RFC 5965 writes it (``abuse``, ``not-spam``), lower case."""
+    text = opt_str(value)
+    return text.strip().lower().replace("_", "-") if text and text.strip() else default
 
 
 def show(value: object, limit: int = 80) -> str:

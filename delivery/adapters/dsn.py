@@ -28,8 +28,12 @@ permanent fatal errors -----" with "(reason: ...)"), Exchange 2003 ("The followi
 recipient(s) could not be reached:"), and Lotus/HCL Domino ("was not delivered to: ...
 because: ..."). Their event time is the bounce's ``Date``.
 
-Not a bounce, skipped: read receipts (``report-type=disposition-notification``), abuse
-reports (``feedback-report``), auto-replies (RFC 3834 ``Auto-Submitted: auto-replied``,
+Feedback reports (RFC 5965 ``report-type=feedback-report``: a spam complaint through a
+feedback loop) reach the same mailboxes as bounces; they are read by ``arf``, into feedback
+events, whether the format is ``dsn``, ``arf`` or detected.
+
+Not a bounce, skipped: read receipts (``report-type=disposition-notification``),
+auto-replies (RFC 3834 ``Auto-Submitted: auto-replied``,
 vacation and out-of-office subjects), challenge-response requests, and any mail without a
 delivery-status report or a bounce body we recognise. A mail that says it is a bounce
 (from MAILER-DAEMON, "Undeliverable" ...) but whose recipients cannot be read is an error,
@@ -49,10 +53,12 @@ from email.message import Message
 from email.parser import BytesParser
 from typing import Any
 
+from delivery.adapters import arf
 from delivery.adapters.common import (
     Converted,
     Draft,
     FormatError,
+    InputFormat,
     domain_of,
     first_enhanced,
     parse_reply,
@@ -214,11 +220,13 @@ def read_mail(payload: bytes) -> MailRead:
         if report_type == "disposition-notification":
             return MailRead([], "a read receipt (RFC 8098 disposition notification), not a bounce")
         if report_type == "feedback-report":
-            return MailRead([], "an abuse report (RFC 5965 feedback report), not a bounce")
+            return MailRead(arf.read_report(message))
         return MailRead([], f"a report of type {report_type or 'unknown'!r}, not a bounce")
     if _delivery_status_part(message) is not None:
         # some MTAs send the delivery-status part without the multipart/report wrapper
         return MailRead(_from_dsn(message))
+    if arf.is_report(message):
+        return MailRead(arf.read_report(message))
     subject = _header(message, "Subject")
     body = _body_text(message)
     # A bounce body is recognised before the auto-reply signs: MTAs mark their own bounces
@@ -524,3 +532,12 @@ def _date(value: object) -> datetime | None:
 
 def _mail_date(message: Message) -> datetime | None:
     return _date(message.get("Date"))
+
+
+FORMAT = InputFormat(
+    NAME,
+    "mail",
+    "bounce mails (RFC 3464 and older; feedback reports too)",
+    looks_like,
+    convert_mail,
+)

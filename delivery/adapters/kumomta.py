@@ -2,9 +2,23 @@
 
 Reference: KumoMTA "Log Record" (https://docs.kumomta.com/reference/log_record/). One JSON
 object per record; ``type`` says what happened. Delivery, TransientFailure, Bounce and
-Expiration are delivery attempts (or the end of them). Reception, Feedback, OOB, AdminBounce,
-Rejection and Delay are not attempts and are skipped: an OOB bounce follows a Delivery record
-already counted, and an AdminBounce is an operator's decision, not a receiver's answer.
+Expiration are delivery attempts (or the end of them). Reception, OOB, AdminBounce, Rejection
+and Delay are not attempts and are skipped: an OOB bounce follows a Delivery record already
+counted, and an AdminBounce is an operator's decision, not a receiver's answer.
+
+Feedback records (an ARF report KumoMTA received on a listener with ``log_arf``, see
+"Configuring Feedback Loop Processing", https://docs.kumomta.com/userguide/configuration/fbl/)
+-> feedback events, one per complainer, from ``feedback_report`` (RFC 5965's fields in snake
+case): the record's ``timestamp`` (when KumoMTA received the report) -> event_time,
+``feedback_type``, ``user_agent`` -> reporter, ``arrival_date`` (when the provider received
+the original) -> sent_at, ``source_ip``, ``original_mail_from`` -> sender, the first of
+``reported_domain`` else the sender's domain -> sending_domain, ``original_rcpt_to`` ->
+recipient. The supplemental trace header KumoMTA adds to what it sends (``X-KumoRef``),
+decoded into ``feedback_report.supplemental_trace``, names the original ``recipient`` (which
+feedback loops often redact), the spool ``id`` and the ``meta`` keys listed in
+``include_meta_names`` (``tenant``, ``campaign``); it wins over the report. When no address
+is left, the recipient is the domain of the reporting MTA (``reporting_mta.name``), so the
+complaint still counts against the right mailbox provider.
 
 Field mapping:
 - ``timestamp`` (unix seconds, or RFC 3339 in some builds) -> event_time
@@ -27,8 +41,12 @@ from delivery.adapters.common import (
     Converted,
     Draft,
     FormatError,
+    InputFormat,
+    address_of,
     as_dict,
     domain_of,
+    feedback_draft,
+    feedback_type,
     host_without_port,
     opt_str,
     parse_time,
@@ -45,9 +63,9 @@ STATUS: Mapping[str, SourceStatus] = {
     "Bounce": SourceStatus.BOUNCED,
     "Expiration": SourceStatus.EXPIRED,
 }
-SKIPPED = frozenset({"Reception", "Feedback", "OOB", "AdminBounce", "Rejection", "Delay"})
+SKIPPED = frozenset({"Reception", "OOB", "AdminBounce", "Rejection", "Delay"})
 #: Every record type the documentation lists; detection keys on these.
-TYPES = frozenset(STATUS) | SKIPPED
+TYPES = frozenset(STATUS) | SKIPPED | {"Feedback"}
 
 ORIGIN: Mapping[str, str] = {
     "event_time": "timestamp",
@@ -81,6 +99,8 @@ def convert(record: dict[str, Any]) -> Converted:
     kind = require(record, "type")
     status = STATUS.get(kind)
     if status is None:
+        if kind == "Feedback":
+            return _feedback(record)
         if kind in SKIPPED or isinstance(kind, str):
             # unknown future record types are skipped like the known non-attempts
             return None
@@ -165,3 +185,70 @@ def _site_host(site: object) -> str | None:
     if not host or any(c in host for c in "()|?*"):
         return None
     return host
+
+
+_FEEDBACK_ORIGIN: Mapping[str, str] = {
+    "event_time": "timestamp",
+    "sent_at": "feedback_report.arrival_date",
+    "recipient": "feedback_report.original_rcpt_to",
+    "feedback_type": "feedback_report.feedback_type",
+    "reporter": "feedback_report.user_agent",
+    "sender": "feedback_report.original_mail_from",
+    "sending_domain": "feedback_report.reported_domain",
+    "source_ip": "feedback_report.source_ip",
+    "message_id": "feedback_report.supplemental_trace.id",
+    "tenant": "feedback_report.supplemental_trace.meta.tenant",
+    "campaign": "feedback_report.supplemental_trace.meta.campaign",
+}
+
+
+def _feedback(record: dict[str, Any]) -> Converted:
+    report = as_dict(require(record, "feedback_report"), "feedback_report")
+    trace = report.get("supplemental_trace")
+    trace = trace if isinstance(trace, dict) else {}
+    meta = trace.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    arrival = report.get("arrival_date")
+    sender = address_of(report.get("original_mail_from"))
+    reported = report.get("reported_domain")
+    reported_domain = (
+        opt_str(reported[0]) if isinstance(reported, list) and reported else opt_str(reported)
+    )
+    recipients = [
+        a
+        for r in _as_list(trace.get("recipient") or report.get("original_rcpt_to"))
+        if (a := address_of(r)) and "@" in a
+    ]
+    if not recipients:
+        mta = report.get("reporting_mta")
+        host = opt_str(mta.get("name")) if isinstance(mta, dict) else None
+        if host is None:
+            raise FormatError(
+                "feedback_report.original_rcpt_to",
+                "no complainer address and no reporting_mta to tell the mailbox provider by",
+            )
+        recipients = [host.rstrip(".")]
+    fields: dict[str, Any] = {
+        "event_time": parse_time(require(record, "timestamp"), "timestamp"),
+        "sent_at": parse_time(arrival, "feedback_report.arrival_date") if arrival else None,
+        "recipient": recipients,
+        "feedback_type": feedback_type(report.get("feedback_type")),
+        "reporter": opt_str(report.get("user_agent")),
+        "sender": sender,
+        "sending_domain": (reported_domain or "").lower() or domain_of(sender),
+        "source_ip": opt_str(report.get("source_ip")),
+        "message_id": opt_str(trace.get("id")),
+        "tenant": opt_str(meta.get("tenant")),
+        "campaign": opt_str(meta.get("campaign")),
+        "source_format": NAME,
+    }
+    return feedback_draft(fields, _FEEDBACK_ORIGIN)
+
+
+def _as_list(value: object) -> list[object]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+FORMAT = InputFormat(
+    NAME, "json", "KumoMTA JSON log records (Feedback records too)", looks_like, convert
+)

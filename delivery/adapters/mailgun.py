@@ -7,12 +7,14 @@ structure of the Events API, which webhooks share
 
 Mapping: ``delivered`` -> delivered; ``failed`` with ``severity`` "temporary" -> deferred,
 "permanent" -> bounced, and reasons ``suppress-bounce`` / ``suppress-unsubscribe`` /
-``suppress-complaint`` -> suppressed (Mailgun did not try). accepted, rejected, opened, clicked,
-unsubscribed, complained and stored are skipped. ``timestamp`` (unix seconds, float) ->
-event_time; ``delivery-status.code`` / ``enhanced-code`` / ``message`` (else ``description``)
--> reply; codes outside 200-599 (Mailgun's own 605, 607) are dropped and only the text kept;
-``delivery-status.mx-host`` -> mx_host; ``delivery-status.attempt-no`` -> attempt;
-``envelope.sender`` -> sender; ``envelope.sending-ip`` -> source_ip;
+``suppress-complaint`` -> suppressed (Mailgun did not try). ``complained`` (the recipient's
+provider reported a spam complaint through its feedback loop) -> a feedback event of type
+abuse, with the recipient, time, sender, IP, message id and labels below. accepted,
+rejected, opened, clicked, unsubscribed and stored are skipped. ``timestamp`` (unix seconds,
+float) -> event_time; ``delivery-status.code`` / ``enhanced-code`` / ``message`` (else
+``description``) -> reply; codes outside 200-599 (Mailgun's own 605, 607) are dropped and
+only the text kept; ``delivery-status.mx-host`` -> mx_host; ``delivery-status.attempt-no``
+-> attempt; ``envelope.sender`` -> sender; ``envelope.sending-ip`` -> source_ip;
 ``message.headers.message-id`` -> message_id; ``user-variables.tenant`` / ``.campaign`` ->
 tenant / campaign, else the first of ``campaigns[].name`` or ``tags`` -> campaign.
 Webhook signatures are not checked here: that belongs to whatever receives the HTTP request.
@@ -27,8 +29,11 @@ from delivery.adapters.common import (
     Converted,
     Draft,
     FormatError,
+    InputFormat,
+    address_of,
     as_dict,
     domain_of,
+    feedback_draft,
     first_str,
     opt_str,
     parse_reply,
@@ -86,6 +91,8 @@ def convert(record: dict[str, Any]) -> Converted:
                 raise FormatError(
                     _P + "severity", f"expected 'temporary' or 'permanent' (got {show(severity)})"
                 )
+    elif event == "complained":
+        return _complained(data)
     elif isinstance(event, str):
         return None
     else:
@@ -142,3 +149,45 @@ def convert(record: dict[str, Any]) -> Converted:
             ORIGIN,
         )
     ]
+
+
+_COMPLAINED_ORIGIN: Mapping[str, str] = {**ORIGIN, "feedback_type": _P + "event"}
+
+
+def _complained(data: dict[str, Any]) -> Converted:
+    envelope = data.get("envelope")
+    envelope = envelope if isinstance(envelope, dict) else {}
+    message = data.get("message")
+    headers = message.get("headers") if isinstance(message, dict) else None
+    headers = headers if isinstance(headers, dict) else {}
+    variables = data.get("user-variables")
+    variables = variables if isinstance(variables, dict) else {}
+    campaigns = data.get("campaigns")
+    first_campaign = (
+        opt_str(campaigns[0].get("name"))
+        if isinstance(campaigns, list) and campaigns and isinstance(campaigns[0], dict)
+        else None
+    )
+    # a complaint's envelope may lack the sender; the original From header names it then
+    sender = opt_str(envelope.get("sender")) or address_of(headers.get("from"))
+    return feedback_draft(
+        {
+            "event_time": parse_time(require(data, "timestamp", _P), _P + "timestamp"),
+            "recipient": require(data, "recipient", _P),
+            "feedback_type": "abuse",
+            "sender": sender,
+            "sending_domain": domain_of(sender),
+            "source_ip": opt_str(envelope.get("sending-ip")),
+            "message_id": opt_str(headers.get("message-id")),
+            "tenant": opt_str(variables.get("tenant")),
+            "campaign": opt_str(variables.get("campaign"))
+            or first_campaign
+            or first_str(data.get("tags")),
+            "reporter": NAME,
+            "source_format": NAME,
+        },
+        _COMPLAINED_ORIGIN,
+    )
+
+
+FORMAT = InputFormat(NAME, "json", "Mailgun webhooks and Events API", looks_like, convert)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from delivery.adapters.common import Converted, Draft
+from delivery.adapters.common import Converted, Draft, InputFormat
 
 NAME = "bouncewatch"
 
@@ -23,3 +23,6 @@ def looks_like(record: Mapping[str, Any]) -> bool:
 
 def convert(record: dict[str, Any]) -> Converted:
     return [Draft(record, ORIGIN)]
+
+
+FORMAT = InputFormat(NAME, "json", "bouncewatch's own JSON events", looks_like, convert)

@@ -37,6 +37,7 @@ from delivery.adapters.common import (
     Converted,
     Draft,
     FormatError,
+    InputFormat,
     domain_of,
     first_enhanced,
     parse_reply,
@@ -112,6 +113,24 @@ class Clock:
 
 
 DEFAULT_CLOCK = Clock()
+
+
+class State:
+    """What later lines of one log need: the clock and each queue id's envelope sender."""
+
+    __slots__ = ("clock", "senders")
+
+    def __init__(self, year: int | None = None, tz: tzinfo = UTC) -> None:
+        self.clock = Clock(year, tz)
+        self.senders: dict[str, str] = {}
+
+
+def new_state(year: int | None, tz: tzinfo) -> State:
+    return State(year, tz)
+
+
+def read_line(line: str, state: State) -> Converted:
+    return convert_line(line, state.clock, state.senders)
 
 
 def looks_like(line: str) -> bool:
@@ -198,3 +217,6 @@ def _field(head: str, key: str) -> str | None:
     start = at + len(key)
     end = head.find(",", start)
     return head[start:] if end < 0 else head[start:end]
+
+
+FORMAT = InputFormat(NAME, "text", "Postfix smtp(8) log lines", looks_like, read_line, new_state)

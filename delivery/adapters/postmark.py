@@ -1,8 +1,9 @@
-"""Postmark Bounce and Delivery webhooks.
+"""Postmark Bounce, Delivery and Spam Complaint webhooks.
 
 References: Postmark "Bounce webhook" (https://postmarkapp.com/developer/webhooks/bounce-webhook),
-"Delivery webhook" (https://postmarkapp.com/developer/webhooks/delivery-webhook) and the bounce
-types of the Bounce API (https://postmarkapp.com/developer/api/bounce-api#bounce-types).
+"Delivery webhook" (https://postmarkapp.com/developer/webhooks/delivery-webhook), "Spam
+complaint webhook" (https://postmarkapp.com/developer/webhooks/spam-complaint-webhook) and the
+bounce types of the Bounce API (https://postmarkapp.com/developer/api/bounce-api#bounce-types).
 
 Mapping by ``RecordType``:
 - ``Delivery`` -> delivered: ``Recipient``, ``DeliveredAt``, ``Details`` (the receiver's reply).
@@ -12,8 +13,10 @@ Mapping by ``RecordType``:
   verdict, left to the classifier. Types that are not delivery failures (AutoResponder,
   SpamNotification, Unsubscribe, Subscribe, AddressChange, ChallengeVerification,
   OpenRelayTest, VirusNotification, SpamComplaint, Unconfirmed, InboundError, SMTPApiError,
-  TemplateRenderingFailed) are skipped, as are Open, Click, SpamComplaint and
-  SubscriptionChange records.
+  TemplateRenderingFailed) are skipped, as are Open, Click and SubscriptionChange records.
+- ``SpamComplaint`` (RecordType, Type SpamComplaint, TypeCode 512) -> a feedback event of type
+  abuse: ``Email`` -> recipient, ``BouncedAt`` (when Postmark received the complaint) ->
+  event_time, and the sender, message id, stream and labels as for bounces.
 - ``Email`` -> recipient, ``BouncedAt`` -> event_time, ``Details`` ("smtp;550 5.1.1 ...") ->
   reply, else ``Description``; ``From`` -> sender; ``MessageID`` -> message_id;
   ``MessageStream`` -> pool (Postmark sends each stream from its own IP pool);
@@ -29,8 +32,10 @@ from delivery.adapters.common import (
     Converted,
     Draft,
     FormatError,
+    InputFormat,
     address_of,
     domain_of,
+    feedback_draft,
     opt_str,
     parse_reply,
     parse_time,
@@ -91,6 +96,8 @@ def convert(record: dict[str, Any]) -> Converted:
             return None
         status = BOUNCE_STATUS[bounce_type]
         time_field, rcpt_field, origin = "BouncedAt", "Email", _BOUNCE_ORIGIN
+    elif kind == "SpamComplaint":
+        return _complaint(record)
     elif kind == "Delivery":
         status = SourceStatus.DELIVERED
         time_field, rcpt_field, origin = "DeliveredAt", "Recipient", _DELIVERY_ORIGIN
@@ -123,3 +130,32 @@ def convert(record: dict[str, Any]) -> Converted:
             origin,
         )
     ]
+
+
+_COMPLAINT_ORIGIN: Mapping[str, str] = {**_BOUNCE_ORIGIN, "feedback_type": "RecordType"}
+
+
+def _complaint(record: dict[str, Any]) -> Converted:
+    sender = address_of(record.get("From"))
+    metadata = record.get("Metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    return feedback_draft(
+        {
+            "event_time": parse_time(require(record, "BouncedAt"), "BouncedAt"),
+            "recipient": require(record, "Email"),
+            "feedback_type": "abuse",
+            "sender": sender,
+            "sending_domain": domain_of(sender),
+            "message_id": opt_str(record.get("MessageID")),
+            "tenant": opt_str(metadata.get("tenant")),
+            "campaign": opt_str(metadata.get("campaign")) or opt_str(record.get("Tag")),
+            "reporter": NAME,
+            "source_format": NAME,
+        },
+        _COMPLAINT_ORIGIN,
+    )
+
+
+FORMAT = InputFormat(
+    NAME, "json", "Postmark Bounce, Delivery and SpamComplaint webhooks", looks_like, convert
+)

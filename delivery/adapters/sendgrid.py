@@ -4,14 +4,16 @@ Reference: Twilio SendGrid "Event Webhook Reference"
 (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event).
 
 Mapping: ``delivered`` -> delivered, ``deferred`` -> deferred, ``bounce`` (``type`` "bounce"
-or "blocked") and the legacy ``blocked`` event -> bounced, ``dropped`` -> suppressed (SendGrid
-did not try: the address is on a suppression list or invalid). Engagement and account events
-(processed, open, click, spamreport, unsubscribe, group_unsubscribe, group_resubscribe) are
-skipped. ``email`` -> recipient; ``timestamp`` (unix seconds) -> event_time; the reply is
-``response`` (delivered, deferred) or ``reason`` (bounce, dropped) with ``status`` as the
-enhanced code; ``attempt`` -> attempt; ``ip`` -> source_ip; ``pool.name`` -> pool;
-``sg_message_id`` -> message_id; custom args ``tenant`` / ``campaign`` (SendGrid puts them at
-the top level), else ``marketing_campaign_name`` or the first ``category`` -> campaign.
+or "blocked") and the legacy ``blocked`` event -> bounced, ``dropped`` -> suppressed
+(SendGrid did not try: the address is on a suppression list or invalid). ``spamreport`` (the
+recipient marked the message as spam) -> a complaint: a feedback event of type abuse, with
+the fields below. Engagement and account events (processed, open, click, unsubscribe,
+group_unsubscribe, group_resubscribe) are skipped. ``email`` -> recipient; ``timestamp``
+(unix seconds) -> event_time; the reply is ``response`` (delivered, deferred) or ``reason``
+(bounce, dropped) with ``status`` as the enhanced code; ``attempt`` -> attempt; ``ip`` ->
+source_ip; ``pool.name`` -> pool; ``sg_message_id`` -> message_id; custom args ``tenant`` /
+``campaign`` (SendGrid puts them at the top level), else ``marketing_campaign_name`` or the
+first ``category`` -> campaign.
 SendGrid events carry no envelope sender, so sender and sending_domain stay empty.
 """
 
@@ -24,6 +26,8 @@ from delivery.adapters.common import (
     Converted,
     Draft,
     FormatError,
+    InputFormat,
+    feedback_draft,
     first_str,
     opt_str,
     parse_reply,
@@ -71,7 +75,7 @@ def convert(record: dict[str, Any]) -> Converted:
         raise FormatError("event", f"expected an event name (got {show(event)})")
     status = STATUS.get(event)
     if status is None:
-        return None
+        return _spamreport(record) if event == "spamreport" else None
     text = opt_str(record.get("response")) or opt_str(record.get("reason")) or ""
     code, enhanced = parse_reply(text)
     pool = record.get("pool")
@@ -100,3 +104,28 @@ def convert(record: dict[str, Any]) -> Converted:
             ORIGIN,
         )
     ]
+
+
+_SPAMREPORT_ORIGIN: Mapping[str, str] = {**ORIGIN, "feedback_type": "event"}
+
+
+def _spamreport(record: dict[str, Any]) -> Converted:
+    return feedback_draft(
+        {
+            "event_time": parse_time(require(record, "timestamp"), "timestamp"),
+            "recipient": require(record, "email"),
+            "feedback_type": "abuse",
+            "source_ip": opt_str(record.get("ip")),
+            "message_id": opt_str(record.get("sg_message_id")),
+            "tenant": opt_str(record.get("tenant")),
+            "campaign": opt_str(record.get("campaign"))
+            or opt_str(record.get("marketing_campaign_name"))
+            or first_str(record.get("category")),
+            "reporter": NAME,
+            "source_format": NAME,
+        },
+        _SPAMREPORT_ORIGIN,
+    )
+
+
+FORMAT = InputFormat(NAME, "json", "SendGrid Event Webhook", looks_like, convert)

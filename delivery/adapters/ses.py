@@ -16,8 +16,16 @@ Delivery -> delivered. A recipient's ``status`` is the enhanced code and ``diagn
 ("smtp; 550 5.1.1 user unknown") carries the reply; Delivery has ``smtpResponse``.
 ``mail.source`` -> sender, ``mail.messageId`` -> message_id, tag ``ses:outgoing-ip`` ->
 source_ip, custom message tags ``tenant`` and ``campaign`` -> tenant, campaign. Send, Reject,
-Open, Click, Complaint, Rendering Failure and Subscription records are skipped, as are SNS
-subscription confirmations.
+Open, Click, Rendering Failure and Subscription records are skipped, as are SNS subscription
+confirmations.
+
+Complaint -> one feedback event per ``complaint.complainedRecipients[].emailAddress``:
+``complaint.timestamp`` (when the ISP sent the report) -> event_time,
+``complaint.complaintFeedbackType`` -> feedback_type (abuse when absent: SES passes the ISP's
+Feedback-Type and some ISPs send none), ``complaint.userAgent`` -> reporter, ``mail.timestamp``
+-> sent_at, and the sender, IP, message id and tags as above. ``complaintSubType``
+OnAccountSuppressionList means SES did not send the message (the address was already on the
+account's suppression list): no complaint about a sent message, skipped.
 """
 
 from __future__ import annotations
@@ -29,9 +37,12 @@ from delivery.adapters.common import (
     Converted,
     Draft,
     FormatError,
+    InputFormat,
     address_of,
     as_dict,
     domain_of,
+    feedback_draft,
+    feedback_type,
     first_str,
     loads,
     opt_str,
@@ -47,12 +58,10 @@ from schemas.vocabulary import SourceStatus
 NAME = "ses"
 
 _SUPPRESSED_SUBTYPES = frozenset({"Suppressed", "OnAccountSuppressionList"})
-_SKIPPED = frozenset(
-    {"Send", "Reject", "Open", "Click", "Complaint", "Rendering Failure", "Subscription"}
-)
+_SKIPPED = frozenset({"Send", "Reject", "Open", "Click", "Rendering Failure", "Subscription"})
 
 
-def _origin(obj: str, recipients: str) -> Mapping[str, str]:
+def _origin(obj: str, recipients: str) -> dict[str, str]:
     rcpt = f"{obj}.{recipients}[]"
     return {
         "event_time": f"{obj}.timestamp",
@@ -106,6 +115,8 @@ def convert(record: dict[str, Any]) -> Converted:
         )
     if kind == "Delivery":
         return _delivery(record)
+    if kind == "Complaint":
+        return _complaint(record)
     if kind in _SKIPPED:
         return None
     return None  # types SES may add later are not delivery attempts we know how to read
@@ -195,3 +206,41 @@ def _delivery(record: dict[str, Any]) -> Converted:
             "delivery.recipients", f"expected a non-empty list (got {show(recipients)})"
         )
     return [Draft({**base, "recipient": rcpt}, _DELIVERY) for rcpt in recipients]
+
+
+_COMPLAINT: Mapping[str, str] = {
+    **_origin("complaint", "complainedRecipients"),
+    "feedback_type": "complaint.complaintFeedbackType",
+    "reporter": "complaint.userAgent",
+    "sent_at": "mail.timestamp",
+}
+
+
+def _complaint(record: dict[str, Any]) -> Converted:
+    complaint = as_dict(require(record, "complaint"), "complaint")
+    if complaint.get("complaintSubType") == "OnAccountSuppressionList":
+        return None
+    base = _common(record)
+    base["event_time"] = parse_time(
+        require(complaint, "timestamp", "complaint."), "complaint.timestamp"
+    )
+    base["feedback_type"] = feedback_type(complaint.get("complaintFeedbackType"))
+    base["reporter"] = opt_str(complaint.get("userAgent"))
+    mail = as_dict(record["mail"], "mail")
+    sent = mail.get("timestamp")
+    base["sent_at"] = parse_time(sent, "mail.timestamp") if sent else None
+    recipients = require(complaint, "complainedRecipients", "complaint.")
+    if not isinstance(recipients, list) or not recipients:
+        raise FormatError(
+            "complaint.complainedRecipients", f"expected a non-empty list (got {show(recipients)})"
+        )
+    addresses = []
+    for i, item in enumerate(recipients):
+        where = f"complaint.complainedRecipients[{i}]"
+        addresses.append(require(as_dict(item, where), "emailAddress", where + "."))
+    return feedback_draft({**base, "recipient": addresses}, _COMPLAINT)
+
+
+FORMAT = InputFormat(
+    NAME, "json", "Amazon SES notifications and event records, raw or in SNS", looks_like, convert
+)

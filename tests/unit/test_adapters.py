@@ -403,27 +403,35 @@ def test_documented_samples_map_to_events(
 
 
 @pytest.mark.parametrize(
-    ("name", "fmt", "events", "skipped"),
+    ("name", "fmt", "events", "skipped", "feedback"),
     [
-        ("bouncewatch/deferred.json", "bouncewatch", 1, 0),
-        ("bouncewatch/batch.ndjson", "bouncewatch", 3, 0),
-        ("kumomta/delivery.json", "kumomta", 1, 0),
-        ("kumomta/reception.json", "kumomta", 0, 1),
-        ("powermta/acct.csv", "powermta", 4, 1),
-        ("powermta/no_header.csv", "powermta", 1, 0),
-        ("postfix/mail.log", "postfix", 5, 7),
-        ("ses/bounce_permanent.json", "ses", 2, 0),
-        ("ses/suppressed_in_sns.json", "ses", 1, 0),
-        ("ses/complaint.json", "ses", 0, 1),
-        ("sendgrid/events.json", "sendgrid", 5, 2),
-        ("mailgun/opened.json", "mailgun", 0, 1),
-        ("mailgun/failed_temporary.json", "mailgun", 1, 0),
-        ("postmark/spam_complaint.json", "postmark", 0, 1),
-        ("postmark/delivery.json", "postmark", 1, 0),
+        ("bouncewatch/deferred.json", "bouncewatch", 1, 0, 0),
+        ("bouncewatch/batch.ndjson", "bouncewatch", 3, 0, 0),
+        ("kumomta/delivery.json", "kumomta", 1, 0, 0),
+        ("kumomta/reception.json", "kumomta", 0, 1, 0),
+        ("kumomta/feedback.json", "kumomta", 0, 0, 1),
+        ("powermta/acct.csv", "powermta", 4, 1, 0),
+        ("powermta/no_header.csv", "powermta", 1, 0, 0),
+        ("powermta/feedback.csv", "powermta", 1, 0, 2),
+        ("postfix/mail.log", "postfix", 5, 7, 0),
+        ("ses/bounce_permanent.json", "ses", 2, 0, 0),
+        ("ses/suppressed_in_sns.json", "ses", 1, 0, 0),
+        ("ses/complaint.json", "ses", 0, 0, 1),
+        ("ses/complaint_in_sns.json", "ses", 0, 0, 1),
+        ("sendgrid/events.json", "sendgrid", 5, 2, 0),
+        ("sendgrid/spamreport.json", "sendgrid", 0, 0, 1),
+        ("mailgun/opened.json", "mailgun", 0, 1, 0),
+        ("mailgun/failed_temporary.json", "mailgun", 1, 0, 0),
+        ("mailgun/complained.json", "mailgun", 0, 0, 1),
+        ("postmark/spam_complaint.json", "postmark", 0, 0, 1),
+        ("postmark/delivery.json", "postmark", 1, 0, 0),
+        ("arf/yahoo_abuse.eml", "arf", 0, 0, 1),
+        ("arf/microsoft_redacted.eml", "arf", 0, 0, 1),
+        ("arf/not_spam.eml", "arf", 0, 0, 1),
     ],
 )
 def test_detection_agrees_with_configured_format(
-    name: str, fmt: str, events: int, skipped: int
+    name: str, fmt: str, events: int, skipped: int, feedback: int
 ) -> None:
     auto = decode_message(sample(name))
     configured = decode_message(sample(name), fmt)
@@ -431,11 +439,14 @@ def test_detection_agrees_with_configured_format(
         assert decoded.errors == []
         assert len(decoded.events) == events
         assert decoded.skipped == skipped
+        assert len(decoded.feedback) == feedback
         assert {e.source_format for e in decoded.events} <= {fmt}
+        assert {f.source_format for f in decoded.feedback} <= {fmt}
     assert auto.events == configured.events
+    assert auto.feedback == configured.feedback
 
 
-def test_formats_are_the_documented_nine() -> None:
+def test_formats_are_the_registry_in_order() -> None:
     assert FORMATS == (
         "bouncewatch",
         "kumomta",
@@ -446,6 +457,7 @@ def test_formats_are_the_documented_nine() -> None:
         "mailgun",
         "postmark",
         "dsn",
+        "arf",
     )
 
 

@@ -19,8 +19,17 @@ from delivery.pipeline import EventReader
 ROOT = Path(__file__).resolve().parent.parent.parent
 FORMATS = ROOT / "tests" / "data" / "formats"
 SAMPLES = sorted(p for p in FORMATS.glob("*/*") if p.suffix in (".json", ".ndjson", ".csv", ".log"))
-# samples that hold no delivery attempt: each gives "skipped" answers only
-NO_ATTEMPT = {"reception.json", "opened.json", "spam_complaint.json", "complaint.json"}
+# samples that hold no delivery attempt: each gives "skipped" or feedback answers only
+NO_ATTEMPT = {
+    "reception.json",
+    "opened.json",
+    "spam_complaint.json",
+    "complaint.json",
+    "complaint_in_sns.json",
+    "feedback.json",
+    "spamreport.json",
+    "complained.json",
+}
 
 
 def as_lines(path: Path) -> list[str]:
