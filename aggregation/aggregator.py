@@ -63,6 +63,7 @@ class Aggregator:
         #: shows, kept as states are written so that a scrape need not read every state.
         self.firing: dict[str, list[tuple[str, str]]] = {}
         self.duplicates = 0
+        self.reopened = 0
         self.evaluations = 0
 
     def reindex(self) -> None:
@@ -176,10 +177,11 @@ class Aggregator:
         attempts (older than the allowed lateness, counted nowhere else)."""
         kb = self.load(partial.key)
         transitions = self.catch_up(kb, partition) or []
-        duplicates = kb.duplicates
+        duplicates, reopened = kb.duplicates, kb.reopened
         late = kb.merge(partial, self.watermark(partition))
         merged = kb.duplicates == duplicates
         self.duplicates += kb.duplicates - duplicates
+        self.reopened += kb.reopened - reopened
         self.store(kb, partition, partial.buckets if merged else ())
         return transitions, late
 

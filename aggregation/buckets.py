@@ -506,7 +506,9 @@ class KeyBuckets:
     partition (merge idempotence). ``late`` counts attempts that arrived for buckets behind
     the cut-off and were not counted in any bucket; ``duplicates`` counts partials skipped as
     already merged; ``overlaps`` counts partials merged although their offset range began
-    inside an already merged one (their overlap is then counted twice; see ``merge``).
+    inside an already merged one (their overlap is then counted twice; see ``merge``);
+    ``reopened`` counts attempts merged into buckets already evaluated (within the lateness,
+    so counted, but the rules judged those buckets without them).
     """
 
     key: str
@@ -517,6 +519,7 @@ class KeyBuckets:
     late: int = 0
     duplicates: int = 0
     overlaps: int = 0
+    reopened: int = 0
     offsets: dict[str, int] = field(default_factory=dict)
 
     # ---- writing
@@ -551,6 +554,7 @@ class KeyBuckets:
                 self.offsets[p] = max(self.offsets.get(p, -1), r[1])
         size = self.config.bucket_seconds
         cutoff = self.late_cutoff()
+        evaluated = self.watermark
         late = 0
         for start, counts in partial.buckets.items():
             if start % size:
@@ -558,6 +562,8 @@ class KeyBuckets:
             if cutoff is not None and start + size <= cutoff:
                 late += counts.attempts
                 continue
+            if evaluated is not None and start + size <= evaluated:
+                self.reopened += counts.attempts
             mine = self.buckets.get(start)
             if mine is None:
                 self.buckets[start] = Counts.from_dict(counts.to_dict())

@@ -82,6 +82,13 @@ class WorkerMetrics:
             ["isp"],
             registry=r,
         )
+        self.events_reopened = Counter(
+            "bouncewatch_events_after_evaluation",
+            "Attempts counted into a bucket the rules had already judged (within the allowed "
+            "lateness): alerts were decided without them. Steady growth means events arrive "
+            "later than the rules' evaluation_delay allows for",
+            registry=r,
+        )
         self.events_refused = Counter(
             "bouncewatch_events_refused",
             "Events dead-lettered for their time: ahead of the clock or behind their input "

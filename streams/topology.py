@@ -181,6 +181,7 @@ def _install_aggregate(t: Topology) -> None:
             partition = event.message.partition
             value = event.value
             evaluations, duplicates = aggregator.evaluations, aggregator.duplicates
+            reopened = aggregator.reopened
             if "tick" in value:
                 await publish(aggregator.tick(partition))
             else:
@@ -198,6 +199,8 @@ def _install_aggregate(t: Topology) -> None:
                     aggregator.progress.update(partition, value["progress"])
             metrics.evaluations.inc(aggregator.evaluations - evaluations)
             metrics.partials_duplicate.inc(aggregator.duplicates - duplicates)
+            if aggregator.reopened > reopened:
+                metrics.events_reopened.inc(aggregator.reopened - reopened)
 
     @app.timer(  # type: ignore[untyped-decorator]
         interval=t.settings.evaluation_interval, name="evaluation-ticks"

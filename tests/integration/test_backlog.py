@@ -96,7 +96,7 @@ def test_a_keyless_backlog_counts_nothing_late_and_matches_replay(
     assert len(want) >= 10, "the feed raises alerts at all"
     topic = env["BOUNCEWATCH_TOPIC_INPUT"]
     messages = as_messages(records)
-    late_before = 0.0
+    late_before = reopened_before = 0.0
     worker = WorkerProcess(env, tmp_path, name="first").start()
     try:
         worker.wait_ready()
@@ -109,6 +109,7 @@ def test_a_keyless_backlog_counts_nothing_late_and_matches_replay(
                 timeout=120,
             )
             late_before = worker.metric("bouncewatch_late_events_total")
+            reopened_before = worker.metric("bouncewatch_events_after_evaluation_total")
             worker.kill()
             produce_keyless(kafka_bootstrap, topic, messages[len(messages) // 2 :])
             # The same instance id and web address, as a pod restarted in place has (Faust's
@@ -124,6 +125,8 @@ def test_a_keyless_backlog_counts_nothing_late_and_matches_replay(
             produce_keyless(kafka_bootstrap, topic, messages)
         got = published(alerts, len(want), worker)
         late = late_before + worker.metric("bouncewatch_late_events_total")
+        # Counted after their bucket was judged: the rules decided without them.
+        reopened = (reopened_before, worker.metric("bouncewatch_events_after_evaluation_total"))
         detail = sorted(
             {(minute(t), t["rule"], t["isp"], t["kind"]) for t in got}
             ^ {(minute(t), t["rule"], t["isp"], t["kind"]) for t in want}
@@ -132,7 +135,10 @@ def test_a_keyless_backlog_counts_nothing_late_and_matches_replay(
         # it again after the restart (the notifier drops the copy: one notification per
         # fingerprint and sequence); the set of transitions is the replay's.
         unique = {(t["fingerprint"], t["sequence"]): t for t in got}
-        assert transition_keys(unique.values()) == transition_keys(want), f"differ: {detail}"
+        assert transition_keys(unique.values()) == transition_keys(want), (
+            f"differ: {detail}; counted after evaluation (first, last worker): {reopened}"
+        )
+        assert reopened == (0, 0), worker.tail(40)
         if not crash:
             assert len(got) == len(want)
         assert late == 0, worker.tail(40)

@@ -148,6 +148,18 @@ def test_a_bucket_is_evaluated_one_minute_after_its_end() -> None:
     assert kb.late_cutoff() == 1080 - 300
 
 
+def test_counts_for_a_judged_bucket_within_the_lateness_are_merged_and_counted_reopened() -> None:
+    kb = KeyBuckets("isp=gmail", LATE_CONFIG)
+    kb.merge(_at(1000.0, "p0", 0), LATE_CONFIG.watermark_for(1080.0))  # judged through 1020
+    assert (kb.late, kb.reopened) == (0, 1)
+    kb.merge(_at(1030.0, "p0", 1, n=2))  # [1020, 1080) is not judged yet
+    kb.merge(_at(800.0, "p0", 2, n=3))  # ended before the cut-off (780 + 300 > 1080 - 300)
+    assert (kb.late, kb.reopened) == (0, 4)
+    kb.merge(_at(700.0, "p0", 3, n=5))  # [660, 720) ended before the cut-off 780: late
+    assert (kb.late, kb.reopened) == (5, 4)
+    assert kb.window(960, 1020).attempts == 1 and kb.window(780, 840).attempts == 3
+
+
 RULES_AT_LEAST_3 = """settings: {bucket: 1m, allowed_lateness: 5m, evaluation_delay: 1m}
 rules:
   - name: busy
