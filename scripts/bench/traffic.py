@@ -86,8 +86,11 @@ def _failures() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def events(count: int, seed: int = 7, span: float = SPAN_SECONDS) -> list[dict[str, Any]]:
-    """``count`` native bouncewatch events, event times rising over ``span`` seconds."""
+def events(
+    count: int, seed: int = 7, span: float = SPAN_SECONDS, start: datetime = START
+) -> list[dict[str, Any]]:
+    """``count`` native bouncewatch events, event times rising over ``span`` seconds from
+    ``start``."""
     rng = random.Random(seed)
     domains = _isp_domains()
     failures = _failures()
@@ -111,7 +114,7 @@ def events(count: int, seed: int = 7, span: float = SPAN_SECONDS) -> list[dict[s
             reply = {"code": 250, "text": text}
             if enhanced:
                 reply["enhanced"] = enhanced
-        at = START + timedelta(seconds=span * i / count - rng.random() * 5)
+        at = start + timedelta(seconds=span * i / count - rng.random() * 5)
         event: dict[str, Any] = {
             "event_time": at.isoformat().replace("+00:00", "Z"),
             "recipient": f"user{rng.randrange(1_000_000)}@{domain}",
