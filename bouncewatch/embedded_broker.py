@@ -32,8 +32,6 @@ import os
 import re
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import tempfile
 import time
@@ -41,6 +39,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
+
+from bouncewatch.broker_probe import free_loopback_ports, serves_kafka
 
 __all__ = [
     "FAUST_SETTINGS",
@@ -77,7 +77,6 @@ _TANSU_ENV: Final = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
 _LOG_TAIL_LINES: Final = 30
-_API_VERSIONS_KEY: Final = 18
 _READY_MARKER: Final = "ready in"
 # Tansu colours its log lines even when they go to a file.
 _ANSI_ESCAPE: Final = re.compile(r"\x1b\[[0-9;]*m")
@@ -136,48 +135,6 @@ def _binary_version(binary: Path) -> str:
         if out:
             return out[-1]
     return "unknown"
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _api_versions_ok(host: str, port: int, timeout: float) -> bool:
-    """Whether the listener answers a Kafka ApiVersions request without error.
-
-    An accepted TCP connection alone does not prove the broker serves Kafka requests,
-    and this check must not depend on a Kafka client library.
-    """
-    correlation_id = 0x0B0C
-    client_id = b"bouncewatch-probe"
-    body = struct.pack(">hhih", _API_VERSIONS_KEY, 0, correlation_id, len(client_id)) + client_id
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            header = _recv_exactly(sock, 4)
-            (size,) = struct.unpack(">i", header)
-            if size < 6:
-                return False
-            payload = _recv_exactly(sock, size)
-    except OSError:
-        return False
-    got_id, error_code = struct.unpack(">ih", payload[:6])
-    return bool(got_id == correlation_id and error_code == 0)
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    chunks: list[bytes] = []
-    remaining = n
-    while remaining:
-        chunk = sock.recv(remaining)
-        if not chunk:
-            raise ConnectionError("connection closed by broker")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 class EmbeddedBroker:
@@ -268,7 +225,7 @@ class EmbeddedBroker:
         last_error: EmbeddedBrokerError | None = None
         for _ in range(attempts):
             try:
-                self._launch(binary, self._requested_port or _free_loopback_port())
+                self._launch(binary, self._requested_port or free_loopback_ports(1)[0])
                 return self
             except EmbeddedBrokerError as exc:
                 last_error = exc
@@ -384,7 +341,7 @@ class EmbeddedBroker:
                     f"the embedded broker failed to start on {listener} ({reason}); "
                     f"last lines of {self._log_path}:\n{self.log_tail()}"
                 )
-            if _api_versions_ok(self._host, port, timeout=0.5):
+            if serves_kafka(self._host, port, timeout=0.5):
                 now = time.monotonic()
                 answered_since = answered_since or now
                 # "ready in" is Tansu's own line after a successful bind; a grace period

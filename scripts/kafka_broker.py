@@ -5,7 +5,9 @@ The broker's jars come from Maven Central through ``mvn`` (the only registry thi
 reach that carries Kafka), are cached per version, and run straight from that classpath: no
 tarball, no shell wrappers, no Docker.
 
-As a module (stdlib only, so it works before the project's venv exists)::
+As a module (stdlib only, so it works before the project's venv exists; the Kafka protocol
+probe and the port helpers are ``bouncewatch/broker_probe.py``, shared with the embedded
+broker)::
 
     from kafka_broker import KafkaBroker
     with KafkaBroker() as broker:
@@ -32,7 +34,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -44,6 +45,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Self
+
+try:
+    from bouncewatch.broker_probe import free_loopback_ports, live_brokers
+except ImportError:  # run as a script from a checkout, before the project is installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bouncewatch.broker_probe import free_loopback_ports, live_brokers
 
 DEFAULT_KAFKA_VERSION = "4.4.0"
 # Not "scripts/kafka/": with scripts/ on sys.path (tests, mypy) such a directory is a
@@ -251,101 +258,6 @@ def version_of_libs(libs: Path) -> str:
     raise KafkaBrokerError(f"no kafka_2.13-*.jar in {libs}")
 
 
-# --------------------------------------------------------------------------- wire protocol
-# Just enough of the Kafka protocol to tell "port open" from "broker serving", without
-# depending on a client library.
-
-_API_METADATA = 3
-_API_VERSIONS = 18
-
-
-def _free_ports(count: int) -> list[int]:
-    # Hold every socket until all are bound so the ports are distinct.
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = sock.recv(size - len(chunks))
-        if not chunk:
-            raise ConnectionError("broker closed the connection")
-        chunks += chunk
-    return bytes(chunks)
-
-
-def _roundtrip(sock: socket.socket, header_and_body: bytes, correlation_id: int) -> bytes:
-    sock.sendall(struct.pack(">i", len(header_and_body)) + header_and_body)
-    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-    payload = _recv_exact(sock, size)
-    (got,) = struct.unpack(">i", payload[:4])
-    if got != correlation_id:
-        raise ConnectionError(f"correlation id {got} != {correlation_id}")
-    return payload[4:]
-
-
-def _header(api_key: int, api_version: int, correlation_id: int, *, flexible: bool) -> bytes:
-    client_id = b"bouncewatch-probe"
-    head = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id)) + client_id
-    return head + (b"\x00" if flexible else b"")  # flexible headers end with empty tag fields
-
-
-def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def probe(host: str, port: int, timeout: float = 3.0) -> int:
-    """Return how many live (unfenced) brokers ``host:port`` reports; raise if not serving.
-
-    ApiVersions alone is not enough: a KRaft broker answers it before it has registered
-    with its controller, and until then topic creation fails with "0 broker(s) registered".
-    """
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        # v0 is the one version every broker answers, whatever it supports.
-        body = _roundtrip(sock, _header(_API_VERSIONS, 0, 1, flexible=False), 1)
-        error, count = struct.unpack(">hi", body[:6])
-        if error != 0:
-            raise ConnectionError(f"ApiVersions error code {error}")
-        ranges = {}
-        for i in range(count):
-            key, low, high = struct.unpack(">hhh", body[6 + 6 * i : 12 + 6 * i])
-            ranges[key] = (low, high)
-        low, high = ranges.get(_API_METADATA, (0, -1))
-        if low <= 12 <= high:
-            # v12 body: topics=[] (compact array, length+1), no auto-create, no authz ops.
-            request = _header(_API_METADATA, 12, 2, flexible=True) + b"\x01\x00\x00\x00"
-            body = _roundtrip(sock, request, 2)
-            _, pos = _read_uvarint(body, 0)  # response header v1: tagged fields
-            brokers_plus_one, _ = _read_uvarint(body, pos + 4)  # skip throttle_time_ms
-            return brokers_plus_one - 1
-        if low <= 4 <= high:
-            # v4 body: topics=[] (int32 length), allow_auto_topic_creation=false.
-            request = _header(_API_METADATA, 4, 2, flexible=False) + b"\x00\x00\x00\x00\x00"
-            body = _roundtrip(sock, request, 2)
-            (brokers,) = struct.unpack(">i", body[4:8])
-            return int(brokers)
-        raise KafkaBrokerError(
-            f"broker supports no Metadata version this probe speaks: {low}..{high}"
-        )
-
-
 # --------------------------------------------------------------------------- the broker
 
 _LIVE: set[KafkaBroker] = set()
@@ -538,7 +450,7 @@ class KafkaBroker:
     def _launch(self, java: str, libs: Path) -> None:
         workdir = Path(tempfile.mkdtemp(prefix="bouncewatch-kafka-"))
         self._workdir = workdir
-        port, controller_port = _free_ports(2)
+        port, controller_port = free_loopback_ports(2)
         config = workdir / "server.properties"
         config.write_text(self._config(workdir, port, controller_port))
         log4j = workdir / "log4j2.properties"
@@ -624,7 +536,7 @@ class KafkaBroker:
                     f"last lines of {self.log_path}:\n{tail}"
                 )
             try:
-                if probe("127.0.0.1", self._port, timeout=2.0) >= 1:
+                if live_brokers("127.0.0.1", self._port, timeout=2.0) >= 1:
                     return
                 last_error = "broker not yet registered (0 live brokers)"
             except (OSError, ConnectionError, struct.error, IndexError) as exc:

@@ -12,6 +12,8 @@ import kafka_broker
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from bouncewatch.broker_probe import live_brokers
+
 pytestmark = pytest.mark.integration
 
 
@@ -65,7 +67,7 @@ def test_stop_ends_exactly_the_broker_and_removes_its_files() -> None:
     broker = kafka_broker.KafkaBroker().start()
     pid, workdir = broker.pid, broker.workdir
     try:
-        assert kafka_broker.probe("127.0.0.1", int(broker.bootstrap_servers.rsplit(":", 1)[1])) == 1
+        assert live_brokers("127.0.0.1", int(broker.bootstrap_servers.rsplit(":", 1)[1])) == 1
     finally:
         broker.stop()
     assert not broker.running
