@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from bouncewatch.kafka_client import client_config
 from schemas.settings import Settings
+from streams.kafka_client import client_config
 
 log = logging.getLogger(__name__)
 

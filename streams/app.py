@@ -20,8 +20,8 @@ from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import FutureMessage
 from faust.web.drivers import aiohttp as faust_aiohttp
 
-from bouncewatch.logs import logging_config
 from schemas.settings import SecurityProtocol, Settings
+from streams.logs import logging_config
 
 _log = logging.getLogger(__name__)
 
@@ -306,3 +306,14 @@ def create_worker(app: faust.App, settings: Settings) -> faust.Worker:
     )
     worker.spinner = None
     return worker
+
+
+def owned(app: faust.App, topic: str) -> list[Any]:
+    """The partitions of ``topic`` this worker actively owns now (none while rebalancing):
+    the ones its timers send ticks to."""
+    if app.rebalancing:
+        return []
+    return sorted(
+        (tp for tp in app.assignor.assigned_actives() if tp.topic == topic),
+        key=lambda tp: tp.partition,
+    )

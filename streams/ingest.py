@@ -40,9 +40,9 @@ from aiokafka.structs import OffsetAndMetadata
 
 from aggregation.ingest import Chunk, Engine, IngestBatch
 from aggregation.watermark import InputProgress
-from bouncewatch.kafka_client import aiokafka_config
 from schemas.settings import Settings
 from streams.deadletter import DeadLetter, dead_letter
+from streams.kafka_client import aiokafka_config
 from streams.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer
@@ -23,9 +23,10 @@ from alerts.pipeline import DeliveryMetrics, Notifier
 from alerts.receivers import build_senders
 from alerts.routing import resolve_config
 from schemas.alert import AlertTransition
-
-if TYPE_CHECKING:
-    from streams.topology import Topology
+from schemas.settings import Settings
+from streams.app import owned
+from streams.kafka_client import aiokafka_config
+from streams.silences import SilenceView
 
 log = logging.getLogger(__name__)
 
@@ -96,25 +97,32 @@ class PartitionNotifiers:
         return sizes
 
 
-def install_notify(t: Topology) -> None:
-    from streams.topology import owned
-
-    app, settings = t.app, t.settings
+def install_notify(
+    app: faust.App,
+    settings: Settings,
+    *,
+    alerts_topic: faust.TopicT,
+    notify_topic: faust.TopicT,
+    state: MutableMapping[str, dict[str, Any] | None],
+    silences: SilenceView,
+) -> PartitionNotifiers:
+    """The ``route`` and ``notify`` agents, their tick timer and the silence reader, on
+    ``app``; the notifiers they drive, for /status and /metrics."""
     config = resolve_config(settings, settings.notify_file)
     senders = build_senders(config, settings)
     notifiers: PartitionNotifiers
 
     def make() -> Notifier:
-        return Notifier(config, senders, silences=t.silences, metrics=notifiers.metrics)
+        return Notifier(config, senders, silences=silences, metrics=notifiers.metrics)
 
-    notifiers = t.notifiers = PartitionNotifiers(make, t.notify_state)
+    notifiers = PartitionNotifiers(make, state)
 
-    @app.agent(t.alerts_topic, name="route")
+    @app.agent(alerts_topic, name="route")
     async def route(stream: faust.StreamT[dict[str, Any]]) -> None:
         async for value in stream:
-            await t.notify_topic.send(key=str(value["rule"]), value=value)
+            await notify_topic.send(key=str(value["rule"]), value=value)
 
-    @app.agent(t.notify_topic, name="notify")
+    @app.agent(notify_topic, name="notify")
     async def notify(stream: faust.StreamT[dict[str, Any]]) -> None:
         async for event in stream.events():
             partition = event.message.partition
@@ -129,27 +137,24 @@ def install_notify(t: Topology) -> None:
 
     @app.timer(interval=NOTIFY_TICK_SECONDS, name="notify-ticks")  # type: ignore[untyped-decorator]
     async def notify_ticks() -> None:
-        for tp in owned(app, t.notify_topic.get_topic_name()):
-            await t.notify_topic.send(key=None, value={"tick": 1}, partition=tp.partition)
+        for tp in owned(app, notify_topic.get_topic_name()):
+            await notify_topic.send(key=None, value={"tick": 1}, partition=tp.partition)
 
-    _install_silences(t)
+    _install_silences(app, settings, silences)
+    return notifiers
 
 
-def _install_silences(t: Topology) -> None:
-    settings = t.settings
-
+def _install_silences(app: faust.App, settings: Settings, silences: SilenceView) -> None:
     def new_consumer() -> AIOKafkaConsumer:
-        from bouncewatch.kafka_client import aiokafka_config
-
         return AIOKafkaConsumer(
             **aiokafka_config(settings), enable_auto_commit=False, auto_offset_reset="earliest"
         )
 
-    @t.app.task  # type: ignore[untyped-decorator]
+    @app.task  # type: ignore[untyped-decorator]
     async def follow_silences() -> None:
         # Retries with backoff for as long as the worker runs; /readyz tells when it fails
         # for longer than silences_unhealthy_after.
-        await t.silences.run(
+        await silences.run(
             new_consumer,
             settings.topic_silences,
             unhealthy_after=settings.silences_unhealthy_after,

@@ -34,7 +34,7 @@ from aggregation.ingest import Engine
 from alerts.catchup import KeyState
 from schemas.alert import AlertState, AlertTransition
 from schemas.settings import Settings
-from streams.app import create_app
+from streams.app import create_app, owned
 from streams.health import StreamWatch, install_health_views, readiness
 from streams.ingest import IngestConsumer, fetch_position
 from streams.metrics import WorkerMetrics
@@ -42,9 +42,6 @@ from streams.notify import PartitionNotifiers, install_notify
 from streams.silences import SilenceView
 
 log = logging.getLogger(__name__)
-
-#: How often the notifier's timers (group_wait, retries, silence expiry) are driven.
-NOTIFY_TICK_SECONDS = 2.0
 
 
 @dataclass
@@ -123,7 +120,14 @@ def build(settings: Settings, engine: Engine | None = None, **faust_overrides: A
         async def close_mx_lookups(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             mx_cache.close()  # lookups still queued would answer no one
 
-    install_notify(t)
+    t.notifiers = install_notify(
+        app,
+        settings,
+        alerts_topic=t.alerts_topic,
+        notify_topic=t.notify_topic,
+        state=t.notify_state,
+        silences=t.silences,
+    )
     watch = StreamWatch(app)
 
     @app.timer(interval=5.0, name="stream-watch")  # type: ignore[untyped-decorator]
@@ -219,16 +223,6 @@ def ensure_indexed(t: Topology) -> Aggregator:
         aggregator.reindex()
         t.indexed_generation = t.app.rebalancing_count
     return aggregator
-
-
-def owned(app: faust.App, topic: str) -> list[Any]:
-    """The partitions of ``topic`` this worker actively owns now."""
-    if app.rebalancing:
-        return []
-    return sorted(
-        (tp for tp in app.assignor.assigned_actives() if tp.topic == topic),
-        key=lambda tp: tp.partition,
-    )
 
 
 # ---- web ---------------------------------------------------------------------------------

@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def console_logging(level: str, verbose: bool) -> None:
     """Log as text to the console, the libraries quiet unless ``verbose``. Set before the
-    worker builds its config, which it does from the settings alone (``bouncewatch.logs``)."""
-    from bouncewatch.logs import configure, set_library_logs
+    worker builds its config, which it does from the settings alone (``streams.logs``)."""
+    from streams.logs import configure, set_library_logs
 
     set_library_logs("verbose" if verbose else "quiet")
     configure(level, "text")

@@ -51,7 +51,7 @@ class KafkaSilenceStore:
     def read(self) -> dict[str, Silence]:
         from kafka import KafkaConsumer, TopicPartition
 
-        from bouncewatch.kafka_client import client_config
+        from streams.kafka_client import client_config
 
         consumer = KafkaConsumer(
             **client_config(self.settings),
@@ -91,7 +91,7 @@ class KafkaSilenceStore:
     def write(self, silence: Silence) -> None:
         from kafka import KafkaProducer
 
-        from bouncewatch.kafka_client import client_config
+        from streams.kafka_client import client_config
 
         producer = KafkaProducer(**client_config(self.settings), acks="all")
         try:

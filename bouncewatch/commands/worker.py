@@ -7,8 +7,8 @@ import logging
 from typing import Any
 
 from bouncewatch.commands.common import load_settings
-from bouncewatch.logs import configure
 from schemas.settings import Settings
+from streams.logs import configure
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bouncewatch import logs
 from bouncewatch.cli import build_parser
 from bouncewatch.commands.dev import console_logging
-from bouncewatch.logs import LIBRARY_LOGGERS, logging_config
 from schemas.settings import Settings
+from streams import logs
 from streams.app import create_app
+from streams.logs import LIBRARY_LOGGERS, logging_config
 
 # a logger of each library, as they name theirs, and two of ours
 LIBRARY_CHILDREN = (

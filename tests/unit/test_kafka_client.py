@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bouncewatch.kafka_client import aiokafka_config, client_config
 from schemas.settings import Settings
+from streams.kafka_client import aiokafka_config, client_config
 
 
 def test_sasl_settings_reach_both_clients() -> None:

@@ -7,6 +7,10 @@ The libraries' loggers (``LIBRARY_LOGGERS``) follow ``set_library_logs``: the wo
 Faust's INFO lines (the README's monitoring advice reads rebalances from the worker logs),
 and ``bouncewatch dev`` holds every library at WARNING unless ``--verbose``, so that the
 alerts stand out.
+
+It lives under streams/ because the Faust app (``streams.app``) hands it to Faust's worker,
+and the commands (``bouncewatch worker``, ``bouncewatch dev``) configure it the same way:
+bouncewatch/ imports streams/, never the reverse.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Both clients name their options alike; only TLS differs (files for kafka-python, an
 ``ssl.SSLContext`` for aiokafka).
+
+The worker's side readers (``streams.ingest``, ``streams.notify``) and the tools of the
+command line (``bouncewatch topics``, ``bouncewatch silence``) all connect with these:
+bouncewatch/ imports streams/, never the reverse.
 """
 
 from __future__ import annotations
