@@ -9,7 +9,9 @@ dropped; :meth:`Notifier.retry_due` is the timer that tries again.
 
 All state (notification log, open groups, outbox) is plain data that the Faust layer keeps
 in a changelog-backed table through :meth:`Notifier.take_changes` and
-:meth:`Notifier.restore`. Nothing reads the clock: every entry point takes ``now``.
+:meth:`Notifier.restore`. Nothing reads the clock: every entry point takes ``now``. The
+counters (:class:`DeliveryMetrics`) are prometheus_client's, defined here where they are
+counted, in the registry the worker passes in.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
 
 from alerts.grouping import Grouper, rounds
 from alerts.nflog import Anchor, NotificationLog
@@ -48,43 +53,48 @@ class Outcome(StrEnum):
     SET_ASIDE = "set_aside"
 
 
-@dataclass
 class DeliveryMetrics:
-    """Counters per (integration, outcome), counting transitions, plus request counters.
+    """The notifier's counters, prometheus_client's own, by integration and outcome.
 
-    Plain counters, exported by the Faust layer: ``samples()`` yields Prometheus-style
-    (name, labels, value) triples.
+    They live in ``registry``: the worker passes its own (``streams.metrics``), so /metrics
+    exports these very counters; without one they get a registry of their own (tests, a
+    notifier outside the worker). A registry holds one ``DeliveryMetrics``: the worker's
+    notifiers, one per partition, share it.
     """
 
-    transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
-    messages: Counter[tuple[str, str]] = field(default_factory=Counter)
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.transitions = PromCounter(
+            "bouncewatch_notification_transitions",
+            "Alert transitions the notifier handled, by integration and outcome",
+            ["integration", "outcome"],
+            registry=self.registry,
+        )
+        self.messages = PromCounter(
+            "bouncewatch_notification_messages",
+            "Notification messages (a Slack post, an email) by integration and outcome",
+            ["integration", "outcome"],
+            registry=self.registry,
+        )
 
     def count(self, integration: str, outcome: Outcome, n: int = 1) -> None:
         if n:
-            self.transitions[(integration, outcome.value)] += n
+            self.transitions.labels(integration, outcome.value).inc(n)
 
     def message(self, integration: str, outcome: Outcome) -> None:
-        self.messages[(integration, outcome.value)] += 1
+        self.messages.labels(integration, outcome.value).inc()
 
-    def samples(self) -> list[tuple[str, dict[str, str], float]]:
-        out: list[tuple[str, dict[str, str], float]] = []
-        for (integration, outcome), value in sorted(self.transitions.items()):
-            out.append(
-                (
-                    "bouncewatch_notification_transitions_total",
-                    {"integration": integration, "outcome": outcome},
-                    float(value),
-                )
-            )
-        for (integration, outcome), value in sorted(self.messages.items()):
-            out.append(
-                (
-                    "bouncewatch_notification_messages_total",
-                    {"integration": integration, "outcome": outcome},
-                    float(value),
-                )
-            )
-        return out
+    def transitions_of(self, integration: str, outcome: Outcome) -> float:
+        """How many transitions of ``integration`` ended with ``outcome`` so far."""
+        return self._value("bouncewatch_notification_transitions_total", integration, outcome)
+
+    def messages_of(self, integration: str, outcome: Outcome) -> float:
+        """How many messages of ``integration`` ended with ``outcome`` so far."""
+        return self._value("bouncewatch_notification_messages_total", integration, outcome)
+
+    def _value(self, name: str, integration: str, outcome: Outcome) -> float:
+        labels = {"integration": integration, "outcome": outcome.value}
+        return self.registry.get_sample_value(name, labels) or 0.0
 
 
 # --- Outbox ---------------------------------------------------------------------------------

@@ -1,50 +1,22 @@
-"""Prometheus metrics of the worker, in a registry of its own (tests run several apps)."""
+"""Prometheus metrics of the worker, in a registry of its own (tests run several apps).
+
+The notifier's counters are defined where they are counted (``alerts.pipeline.DeliveryMetrics``)
+and live in this same registry.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-Sample = tuple[str, dict[str, str], float]
+from alerts.pipeline import DeliveryMetrics
 
 # Every counter would also expose a ``_created`` timestamp per label set, doubling what a
 # scrape renders (events by format, outcome and ISP alone are a few hundred series) for a
 # value Prometheus ignores unless told otherwise.
 disable_created_metrics()  # type: ignore[no-untyped-call]
-
-
-class _NotifierCollector(Collector):
-    """Exposes the notifier's own delivery counters and outbox sizes at scrape time."""
-
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-        self.outbox: dict[str, int] = {}
-
-    def collect(self) -> Iterator[Metric]:
-        families: dict[str, CounterMetricFamily] = {}
-        for name, labels, value in self.samples:
-            base = name.removesuffix("_total")
-            family = families.get(base)
-            if family is None:
-                family = families[base] = CounterMetricFamily(
-                    base,
-                    f"Notifier {base.split('_')[-1]} by integration and outcome",
-                    labels=sorted(labels),
-                )
-            family.add_metric([labels[k] for k in sorted(labels)], value)
-        yield from families.values()
-        outbox = GaugeMetricFamily(
-            "bouncewatch_notification_outbox",
-            "Notifications waiting for a retry, by integration",
-            labels=["integration"],
-        )
-        for integration, size in sorted(self.outbox.items()):
-            outbox.add_metric([integration], size)
-        yield outbox
 
 
 @dataclass
@@ -149,12 +121,19 @@ class WorkerMetrics:
         self.ready = Gauge(
             "bouncewatch_ready", "1 when the worker is ready (joined, recovered)", registry=r
         )
-        self._notifier = _NotifierCollector()
-        r.register(self._notifier)
+        #: The notifier's counters, counted by alerts.pipeline in this registry.
+        self.delivery = DeliveryMetrics(r)
+        self.outbox = Gauge(
+            "bouncewatch_notification_outbox",
+            "Notifications waiting for a retry, by integration",
+            ["integration"],
+            registry=r,
+        )
 
-    def set_notifier_samples(self, samples: Iterable[Sample], outbox: Mapping[str, int]) -> None:
-        self._notifier.samples = list(samples)
-        self._notifier.outbox = dict(outbox)
+    def set_outbox(self, sizes: Mapping[str, int]) -> None:
+        self.outbox.clear()
+        for integration, size in sizes.items():
+            self.outbox.labels(integration).set(size)
 
     def set_consumer_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
         self.consumer_lag.clear()

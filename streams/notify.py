@@ -49,13 +49,14 @@ class PartitionNotifiers:
         self,
         make: Callable[[], Notifier],
         table: MutableMapping[str, dict[str, Any] | None],
+        metrics: DeliveryMetrics,
     ) -> None:
         self._make = make
         self._table = table
         self._by_partition: dict[int, Notifier] = {}
         self._generation = -1
         #: Shared by every partition's notifier, so the exported counters add up.
-        self.metrics = DeliveryMetrics()
+        self.metrics = metrics
 
     def get(self, partition: int, generation: int) -> Notifier:
         if generation != self._generation:
@@ -105,6 +106,7 @@ def install_notify(
     notify_topic: faust.TopicT,
     state: MutableMapping[str, dict[str, Any] | None],
     silences: SilenceView,
+    metrics: DeliveryMetrics,
 ) -> PartitionNotifiers:
     """The ``route`` and ``notify`` agents, their tick timer and the silence reader, on
     ``app``; the notifiers they drive, for /status and /metrics."""
@@ -115,7 +117,7 @@ def install_notify(
     def make() -> Notifier:
         return Notifier(config, senders, silences=silences, metrics=notifiers.metrics)
 
-    notifiers = PartitionNotifiers(make, state)
+    notifiers = PartitionNotifiers(make, state, metrics)
 
     @app.agent(alerts_topic, name="route")
     async def route(stream: faust.StreamT[dict[str, Any]]) -> None:

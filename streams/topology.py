@@ -127,6 +127,7 @@ def build(settings: Settings, engine: Engine | None = None, **faust_overrides: A
         notify_topic=t.notify_topic,
         state=t.notify_state,
         silences=t.silences,
+        metrics=t.metrics.delivery,
     )
     watch = StreamWatch(app)
 
@@ -249,7 +250,7 @@ def _refresh_gauges(t: Topology) -> None:
     for (rule, severity), n in ensure_indexed(t).firing_counts().items():
         m.alerts_firing.labels(rule, severity).set(n)
     if t.notifiers is not None:
-        m.set_notifier_samples(t.notifiers.metrics.samples(), t.notifiers.outbox_sizes())
+        m.set_outbox(t.notifiers.outbox_sizes())
     lag = _consumer_lag(t.app)
     if t.ingest is not None:
         lag.update(t.ingest.lag())

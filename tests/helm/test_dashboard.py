@@ -8,7 +8,7 @@ import json
 
 from prometheus_client import generate_latest
 
-from alerts.pipeline import DeliveryMetrics, Outcome
+from alerts.pipeline import Outcome
 from streams.metrics import WorkerMetrics
 
 from .chart import CASES, NAMESPACE, render, rendered_case
@@ -116,10 +116,9 @@ def _exported_names() -> set[str]:
     metrics.transitions.labels("r", "firing").inc()
     metrics.alerts_firing.labels("r", "warning").set(1)
     metrics.set_consumer_lag({("events", 0): 3})
-    delivery = DeliveryMetrics()
-    delivery.count("console", Outcome.SENT)
-    delivery.message("console", Outcome.SENT)
-    metrics.set_notifier_samples(delivery.samples(), {"console": 0})
+    metrics.delivery.count("console", Outcome.SENT)
+    metrics.delivery.message("console", Outcome.SENT)
+    metrics.set_outbox({"console": 0})
     text = generate_latest(metrics.registry).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
 

@@ -203,7 +203,7 @@ def test_plain_smtp_multipart_and_threading(servers: list[SmtpServer]) -> None:
         "bouncewatch@alerts.example.com",
         ["postmaster@example.com", "oncall@example.com"],
     )
-    assert notifier.metrics.transitions[(KEY, Outcome.SENT.value)] == 3
+    assert notifier.metrics.transitions_of(KEY, Outcome.SENT) == 3
 
 
 def test_starttls_with_auth(servers: list[SmtpServer], certificate: Certificate) -> None:
@@ -312,7 +312,7 @@ def test_server_restart_is_ridden_out_and_delivered_once(servers: list[SmtpServe
     first, done = server.inbox.messages
     assert done["In-Reply-To"] == first["Message-ID"]
     assert len(notifier.outbox) == 0
-    assert notifier.metrics.messages[(KEY, Outcome.FAILED.value)] == 2
+    assert notifier.metrics.messages_of(KEY, Outcome.FAILED) == 2
 
 
 def test_hostile_labels_and_replies_are_delivered_on_one_subject_line(

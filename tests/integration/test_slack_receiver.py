@@ -99,7 +99,7 @@ def test_first_message_thread_replies_and_header_update(standin: SlackStandIn) -
     assert updates[-1].body["channel"] == first["channel"]
     assert first["blocks"][0]["text"]["text"].startswith("✅ Resolved")
     assert first.get("edited")
-    assert notifier.metrics.transitions[(KEY, Outcome.SENT.value)] == 3
+    assert notifier.metrics.transitions_of(KEY, Outcome.SENT) == 3
 
 
 def test_429_with_short_retry_after_is_retried_in_the_call(standin: SlackStandIn) -> None:
@@ -171,7 +171,7 @@ def test_outage_keeps_messages_and_delivers_each_exactly_once(standin: SlackStan
     assert reminder_msg["thread_ts"] == first["ts"] == resolved_msg["thread_ts"]
     assert resolved_msg["blocks"][0]["text"]["text"].startswith("✅ Resolved")
     assert len(notifier.outbox) == 0
-    assert notifier.metrics.transitions[(KEY, Outcome.SENT.value)] == 3
+    assert notifier.metrics.transitions_of(KEY, Outcome.SENT) == 3
 
 
 def test_webhook_mode_posts_without_threads(standin: SlackStandIn) -> None:

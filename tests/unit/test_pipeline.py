@@ -9,8 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from alerts.pipeline import Backoff, Notifier, Outcome
+from alerts.pipeline import Backoff, DeliveryMetrics, Notifier, Outcome
 from alerts.receivers import Delivery, DeliveryError, ThreadRef, build_senders
 from alerts.routing import Matcher, NotifyConfig, default_config
 from alerts.silences import Silence, new_silence
@@ -95,7 +96,7 @@ def test_one_rule_across_isps_within_group_wait_is_one_message() -> None:
         ["gmail", "yahoo"],
         ["microsoft"],
     ]
-    assert notifier.metrics.transitions[(KEY, Outcome.SENT.value)] == 3
+    assert notifier.metrics.transitions_of(KEY, Outcome.SENT) == 3
 
 
 def test_updates_thread_under_the_first_message_and_rerender_its_header() -> None:
@@ -154,7 +155,7 @@ def test_no_duplicate_after_a_restart_from_the_persisted_state() -> None:
     restarted.restore(table.items())
     _run(restarted.process(g1, T0 + timedelta(seconds=5)))
     assert sender2.sent == []
-    assert restarted.metrics.transitions[(KEY, Outcome.DEDUPLICATED.value)] == 1
+    assert restarted.metrics.transitions_of(KEY, Outcome.DEDUPLICATED) == 1
     # The resolution still threads under the first message from before the restart.
     _run(restarted.process(resolved(g1), T0 + timedelta(minutes=30)))
     assert sender2.sent[0].reply_to == ThreadRef(channel="C1", ts="1.0")
@@ -203,7 +204,7 @@ def test_failed_send_stays_in_the_outbox_with_backoff_until_delivered_once() -> 
     assert kinds == [TransitionKind.FIRING, TransitionKind.RESOLVED]
     assert sender.sent[1].reply_to is not None
     assert len(notifier.outbox) == 0
-    assert notifier.metrics.messages[(KEY, Outcome.FAILED.value)] == 3
+    assert notifier.metrics.messages_of(KEY, Outcome.FAILED) == 3
 
 
 def test_retry_after_is_honoured_and_permanent_errors_do_not_block_others() -> None:
@@ -247,8 +248,8 @@ def test_an_unexpected_error_sets_the_item_aside_and_the_others_go_on() -> None:
     assert report["error"] == (
         "ValueError: Header values may not contain linefeed or carriage return"
     )
-    assert notifier.metrics.messages[(KEY, Outcome.SET_ASIDE.value)] == 1
-    assert notifier.metrics.transitions[(KEY, Outcome.SET_ASIDE.value)] == 1
+    assert notifier.metrics.messages_of(KEY, Outcome.SET_ASIDE) == 1
+    assert notifier.metrics.transitions_of(KEY, Outcome.SET_ASIDE) == 1
     assert notifier.outbox_sizes() == {KEY: 1}  # still in the outbox, for an operator
 
     # It stays set aside across a restart.
@@ -303,7 +304,7 @@ def test_silenced_alerts_send_nothing_and_are_sent_when_the_silence_ends() -> No
     _run(scenario())
     assert [d.transitions[0].isp for d in sender.sent] == ["yahoo", "gmail"]
     assert sender.sent[1].transitions[0].kind is TransitionKind.REMINDER
-    assert notifier.metrics.transitions[(KEY, Outcome.SILENCED.value)] == 2
+    assert notifier.metrics.transitions_of(KEY, Outcome.SILENCED) == 2
 
 
 def test_resolved_during_silence_without_a_firing_notification_sends_nothing() -> None:
@@ -343,7 +344,7 @@ def test_send_resolved_false_and_repeat_interval() -> None:
 
     _run(scenario())
     assert [d.transitions[0].sequence for d in sender.sent] == [1, 3]
-    assert notifier.metrics.transitions[(KEY, Outcome.SKIPPED.value)] == 2
+    assert notifier.metrics.transitions_of(KEY, Outcome.SKIPPED) == 2
 
 
 def test_the_tick_forgets_resolved_alerts_after_the_retention() -> None:
@@ -411,16 +412,16 @@ def test_retention_is_configured_and_covers_unsent_resolutions() -> None:
         )
 
 
-def test_metrics_samples_are_prometheus_shaped() -> None:
+def test_metrics_are_prometheus_counters_in_the_registry_passed_in() -> None:
+    registry = CollectorRegistry()
     sender = RecordingSender()
-    notifier = _notifier(sender, group_wait="0s")
+    config = _config(group_wait="0s")
+    notifier = Notifier(config, {KEY: sender}, silences=list, metrics=DeliveryMetrics(registry))
     _run(notifier.process(gmail_throttling(), T0))
-    samples = notifier.metrics.samples()
-    assert (
-        "bouncewatch_notification_transitions_total",
-        {"integration": KEY, "outcome": "sent"},
-        1.0,
-    ) in samples
+    labels = {"integration": KEY, "outcome": "sent"}
+    assert registry.get_sample_value("bouncewatch_notification_transitions_total", labels) == 1
+    assert registry.get_sample_value("bouncewatch_notification_messages_total", labels) == 1
+    assert notifier.metrics.transitions_of(KEY, Outcome.SENT) == 1
     assert notifier.outbox_sizes() == {KEY: 0}
 
 
