@@ -113,10 +113,20 @@ def test_sigkill_and_restart_recovers_counts_and_alerts(
         )
         before = transitions_of(fired)
         assert any(t["kind"] == "firing" for t in before), worker.tail(30)
-        # Crash once the input read so far is processed and its offsets committed: a
-        # crash inside that window may count a re-read batch twice (README, limitations).
+        # Crash once the input read so far is processed and its offsets committed (a crash
+        # inside that window may count a re-read batch twice: README, limitations), and every
+        # partial the ingest sent is merged, so the status compared after the restart holds
+        # the whole of what was read.
         wait_until_consumed(worker)
-        time.sleep(3)
+        worker.wait_until(
+            "every partial sent merged",
+            lambda: (
+                0
+                < worker.metric("bouncewatch_partials_sent_total")
+                <= worker.metric("bouncewatch_partials_merged_total")
+            ),
+            timeout=60,
+        )
         _, status_before = worker.get("/status")
         worker.kill()
     finally:

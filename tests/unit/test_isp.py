@@ -348,16 +348,6 @@ def test_cache_is_bounded() -> None:
     assert resolver.resolve("gmail.com").key == "gmail"
 
 
-def test_cache_hit_is_fast(resolver: IspResolver) -> None:
-    # a loose bound, generous for a loaded shared machine; the measured figure is ~0.2 µs
-    resolver.resolve("gmail.com")
-    n = 50_000
-    start = time.perf_counter()
-    for _ in range(n):
-        resolver.resolve("gmail.com")
-    assert (time.perf_counter() - start) / n < 5e-6
-
-
 # --- DNS MX lookup against a loopback stand-in server -----------------------------------------
 
 ZONE: dict[str, list[tuple[int, str]]] = {
@@ -522,17 +512,19 @@ def test_mx_cache_bounded_entries_and_pending() -> None:
 
 
 def test_mx_cache_never_blocks_on_slow_dns() -> None:
+    """get() returns before any lookup can finish: the lookups wait for a release that
+    comes only after the thousand calls (no clock involved)."""
     release = threading.Event()
+    finished: list[str] = []
 
     def hang(domain: str) -> list[tuple[int, str]]:
-        release.wait(5)
+        release.wait(60)
+        finished.append(domain)
         return []
 
     with MxCache(lookup=hang) as cache:
-        start = time.perf_counter()
-        for i in range(1000):
-            cache.get(f"d{i}.example")
-        assert time.perf_counter() - start < 0.5
+        answers = [cache.get(f"d{i}.example") for i in range(1000)]
+        assert finished == [] and set(answers) == {None}
         release.set()
 
 

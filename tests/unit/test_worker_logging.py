@@ -26,16 +26,22 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(app_id="log-test", data_dir=tmp_path, log_level="WARNING")
 
 
-def test_faust_worker_lowers_the_root_logger_to_debug(
+@pytest.mark.xfail(
+    strict=True,
+    reason="upstream: faust-streaming 0.15.3 faust/worker.py Worker._setup_spinner_handler "
+    "sets the root logger to DEBUG whenever the terminal spinner is on "
+    "(https://github.com/faust-streaming/faust/blob/v0.15.3/faust/worker.py#L384-L390); "
+    "create_worker turns the spinner off. An XPASS means Faust fixed it: drop the workaround",
+)
+def test_a_plain_faust_worker_keeps_the_configured_level(
     tmp_path: Path, root_logger: logging.Logger
 ) -> None:
-    """Why create_worker exists: if this stops failing, Faust fixed it upstream."""
     s = settings(tmp_path)
     app = create_app(s)
     worker = faust.Worker(app, loglevel=s.log_level, console_port=0, redirect_stdouts=False)
     root_logger.setLevel(logging.WARNING)
     worker.on_setup_root_logger(root_logger, logging.WARNING)
-    assert root_logger.level == logging.DEBUG
+    assert root_logger.level == logging.WARNING
 
 
 def test_worker_keeps_the_configured_level(tmp_path: Path, root_logger: logging.Logger) -> None:
