@@ -48,6 +48,8 @@ DEFAULT_EVALUATION_DELAY_SECONDS = 60
 #: Reply texts are evidence for alerts over recent windows; older buckets keep counts only,
 #: so a day-long baseline does not carry a day of reply samples in every table write.
 DEFAULT_EVIDENCE_SECONDS = 3600
+#: Distinct sending domains, IPs and campaigns each bucket counts complaints for.
+COMPLAINT_SOURCES = 20
 
 
 # --------------------------------------------------------------------------- keys
@@ -127,6 +129,13 @@ class Counts:
     outcome: a 4xx deferral is a soft bounce, so ``soft`` includes ``deferred``.
     ``categories`` counts every attempt by cause (``delivered`` included); ``replies`` keeps
     the most frequent reply texts of each failure category.
+
+    ``complaints`` counts spam complaints received (feedback reports of type abuse, fraud,
+    virus or other) and ``feedback`` the other feedback (not-spam, opt-out): neither is an
+    attempt. ``complaint_sources`` counts complaints by what sent the complained-of mail,
+    keyed ``d:<sending domain>``, ``i:<source IP>`` and ``c:<campaign>``; at most
+    ``COMPLAINT_SOURCES`` distinct values of each kind per bucket are kept (complaints are
+    few; past that, the top of a window is approximate).
     """
 
     attempts: int = 0
@@ -137,6 +146,33 @@ class Counts:
     hard: int = 0
     categories: dict[str, int] = field(default_factory=dict)
     replies: dict[str, TopK] = field(default_factory=dict)
+    complaints: int = 0
+    feedback: int = 0
+    complaint_sources: dict[str, int] = field(default_factory=dict)
+
+    def add_feedback(
+        self,
+        complaint: bool,
+        sending_domain: str | None = None,
+        source_ip: str | None = None,
+        campaign: str | None = None,
+        count: int = 1,
+    ) -> None:
+        """Count ``count`` equal feedback reports: complaints, or (``complaint`` false)
+        other feedback, which names no source."""
+        if not complaint:
+            self.feedback += count
+            return
+        self.complaints += count
+        sources = self.complaint_sources
+        for prefix, value in (("d:", sending_domain), ("i:", source_ip), ("c:", campaign)):
+            if not value:
+                continue
+            name = prefix + value
+            if name in sources:
+                sources[name] += count
+            elif sum(1 for k in sources if k.startswith(prefix)) < COMPLAINT_SOURCES:
+                sources[name] = count
 
     def add(
         self,
@@ -179,6 +215,12 @@ class Counts:
         self.hard += other.hard
         for category, n in other.categories.items():
             self.categories[category] = self.categories.get(category, 0) + n
+        if other.complaints or other.feedback:
+            self.complaints += other.complaints
+            self.feedback += other.feedback
+            sources = self.complaint_sources
+            for name, n in other.complaint_sources.items():
+                sources[name] = sources.get(name, 0) + n
         if with_replies:
             for category, topk in other.replies.items():
                 mine = self.replies.get(category)
@@ -207,7 +249,20 @@ class Counts:
             out["c"] = dict(self.categories)
         if self.replies:
             out["r"] = {category: topk.to_dict() for category, topk in self.replies.items()}
+        if self.complaints:
+            out["x"] = self.complaints
+        if self.feedback:
+            out["y"] = self.feedback
+        if self.complaint_sources:
+            out["xs"] = dict(self.complaint_sources)
         return out
+
+    def top_complaint_sources(self, prefix: str, limit: int = 3) -> list[tuple[str, int]]:
+        """The sources of one kind (``d:``, ``i:``, ``c:``) with the most complaints."""
+        found = [
+            (k[len(prefix) :], n) for k, n in self.complaint_sources.items() if k[:2] == prefix
+        ]
+        return sorted(found, key=lambda kn: (-kn[1], kn[0]))[:limit]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Counts:
@@ -220,6 +275,9 @@ class Counts:
             hard=int(data.get("h", 0)),
             categories={str(k): int(v) for k, v in data.get("c", {}).items()},
             replies={str(k): TopK.from_dict(v) for k, v in data.get("r", {}).items()},
+            complaints=int(data.get("x", 0)),
+            feedback=int(data.get("y", 0)),
+            complaint_sources={str(k): int(v) for k, v in data.get("xs", {}).items()},
         )
 
 
@@ -358,6 +416,42 @@ class PartialBuilder:
             self._add_to(key, t, start, classification, code, enhanced, text, reply, count)
         if partition is not None and offset is not None:
             self.note_offset(partition, offset)
+
+    def add_feedback(
+        self,
+        event_time: datetime | float,
+        isp: str,
+        complaint: bool,
+        *,
+        source_ip: str | None = None,
+        sending_domain: str | None = None,
+        tenant: str | None = None,
+        campaign: str | None = None,
+        count: int = 1,
+        sources: tuple[str | None, str | None] | None = None,
+    ) -> None:
+        """Count one feedback report (a complaint unless ``complaint`` is false), or
+        ``count`` equal ones, in every key its labels feed, as ``add`` does for attempts.
+
+        ``sources``: the (sending domain, source IP) of the complained-of mail for the top
+        sources, when the labels leave out one no rule groups by; the labels' by default."""
+        domain, ip = sources if sources is not None else (sending_domain, source_ip)
+        t = epoch_seconds(event_time)
+        start = bucket_start(t, self._bucket)
+        labels = (isp, source_ip, sending_domain, tenant)
+        keys = self._keys.get(labels)
+        if keys is None:
+            keys = self._keys_for(labels)
+        for key in keys:
+            partial = self._partials.get(key)
+            if partial is None:
+                partial = self._partials[key] = Partial(key)
+            counts = partial.buckets.get(start)
+            if counts is None:
+                counts = partial.buckets[start] = Counts()
+            counts.add_feedback(complaint, domain, ip, campaign, count)
+            if partial.max_event_time is None or t > partial.max_event_time:
+                partial.max_event_time = t
 
     def _keys_for(self, labels: tuple[str, str | None, str | None, str | None]) -> list[str]:
         isp, *dims = labels

@@ -33,7 +33,7 @@ from delivery.classify import ReplyClassifier, default_classifier, load_classifi
 from delivery.isp import IspResolver, load_resolver
 from delivery.mx_lookup import MxCache
 from delivery.types import Classification
-from schemas.event import DeliveryEvent
+from schemas.event import DeliveryEvent, FeedbackEvent
 from schemas.settings import Settings
 from schemas.vocabulary import Category
 
@@ -111,7 +111,7 @@ class Engine:
     def isp_name(self, key: str) -> str:
         return self.resolver.name(key)
 
-    def isp_key(self, event: DeliveryEvent) -> str:
+    def isp_key(self, event: DeliveryEvent | FeedbackEvent) -> str:
         """The key of the ISP that received ``event``.
 
         Without an MX host in the event, the answer is remembered by the domain as written,
@@ -126,7 +126,7 @@ class Engine:
             remember(self.isp_keys, event.recipient.rpartition("@")[2], key, ISP_KEY_CACHE_SIZE)
         return key
 
-    def labels_getter(self) -> Callable[[DeliveryEvent], Labels]:
+    def labels_getter(self) -> Callable[[DeliveryEvent | FeedbackEvent], Labels]:
         """A function giving an event's labels (see ``Labels``), as fast as Python gets."""
         if not self.label_dims:
             return lambda event: None
@@ -212,7 +212,7 @@ class EventGroups:
     events differing in one nobody reads fall in one group.
     """
 
-    __slots__ = ("_engine", "_labels", "bucket_seconds", "groups", "replies")
+    __slots__ = ("_engine", "_labels", "bucket_seconds", "feedback", "groups", "replies")
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -222,6 +222,22 @@ class EventGroups:
         self.groups: dict[GroupKey, list[Any]] = {}
         #: Every event with a reply, in order: (group key, text, event time).
         self.replies: list[tuple[GroupKey, str, float]] = []
+        #: Feedback events, one by one (they are rare): (time, ISP, labels, the event).
+        self.feedback: list[tuple[float, str, Labels, FeedbackEvent]] = []
+
+    def count_feedback(self, events: list[FeedbackEvent], source: str, tally: BatchTally) -> None:
+        """Count complaints and other feedback read from input ``source``. Apart from
+        ``count``, so that the delivery events' loop does not pay for them."""
+        isp_key = self._engine.isp_key
+        labels_of = self._labels
+        progress = tally.progress
+        for event in events:
+            t = event.event_time.timestamp()
+            self.feedback.append((t, isp_key(event), labels_of(event), event))
+            if t > progress.get(source, -math.inf):
+                progress[source] = t
+            if tally.earliest is None or t < tally.earliest:
+                tally.earliest = t
 
     def count(
         self,
@@ -332,8 +348,23 @@ class EventGroups:
                 classification = groups[gk][2]
                 if (gk[0], gk[1], classification.category) in crowded:
                     add(gk, classification, text, t, 1)
+        for t, isp, labels, event in self.feedback:
+            complaint = event.is_complaint
+            events[(event.source_format, "complaint" if complaint else "feedback", isp)] += 1
+            source_ip, sending_domain, tenant = dims(labels)
+            builder.add_feedback(
+                t,
+                isp,
+                complaint,
+                source_ip=source_ip,
+                sending_domain=sending_domain,
+                tenant=tenant,
+                campaign=event.campaign,
+                sources=(event.sending_domain, event.source_ip),
+            )
         self.groups = {}
         self.replies = []
+        self.feedback = []
 
     def _crowded(self, capacity: int) -> set[tuple[int, str, Category]]:
         """The (bucket, ISP, category) summaries that could overflow: more distinct replies
@@ -370,6 +401,8 @@ def read_message(
         decoded, times = inputs.admit(decoded, partition, now)
     if decoded.events:
         groups.count(decoded.events, partition, tally, times)
+    if decoded.feedback:
+        groups.count_feedback(decoded.feedback, partition, tally)
     builder.note_offset(partition, offset)
     tally.skipped += decoded.skipped
     return decoded

@@ -1,7 +1,14 @@
-"""The metrics a rule can name, as functions of the counts over a window.
+"""The metrics a rule can name, as functions of the counts over a window: the one definition
+of each (name, numerator, denominator, display name, unit) that rules, evaluation, rendering
+and /status ask.
 
-Rates are fractions of delivery attempts in the window (0.12 is 12 %); retries of one message
-are separate attempts. ``category_rate(<category>)`` and ``category_count(<category>)`` take a
+Rates are fractions (0.12 is 12 %). Bounce, deferral and category rates are over delivery
+attempts in the window (retries of one message are separate attempts); the complaint rate
+is over delivered attempts, as the mailbox providers define it: spam complaints received in
+the window / attempts delivered in the window. Complaints arrive hours or days after the
+delivery they are about, so a window counts the complaints that arrived in it against the
+deliveries made in it, as the providers' dashboards (Gmail Postmaster Tools, Yahoo's
+Sender Hub) do. ``category_rate(<category>)`` and ``category_count(<category>)`` take a
 ``schemas.vocabulary.Category`` value.
 """
 
@@ -14,17 +21,34 @@ from dataclasses import dataclass
 from aggregation.buckets import Counts
 from schemas.vocabulary import Category
 
-#: Metric name -> (is a rate, what people read). Category metrics are listed without argument.
-METRICS: dict[str, tuple[bool, str]] = {
-    "soft_bounce_rate": (True, "soft-bounce rate"),
-    "hard_bounce_rate": (True, "hard-bounce rate"),
-    "deferral_rate": (True, "deferral rate"),
-    "bounce_rate": (True, "bounce rate"),
-    "delivered_rate": (True, "delivered rate"),
-    "category_rate": (True, "rate of {category} replies"),
-    "category_count": (False, "{category} replies"),
-    "attempts": (False, "attempts"),
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    """What one metric means. ``label`` and ``numerator`` may hold ``{category}``."""
+
+    is_rate: bool
+    label: str  # what people read: "soft-bounce rate"
+    numerator: str  # what is counted: "soft bounces"
+    #: What a rate divides by, "attempts" or "delivered"; for counts, the volume shown.
+    denominator: str = "attempts"
+
+
+#: Metric name -> its meaning. Category metrics are listed without argument.
+METRICS: dict[str, MetricInfo] = {
+    "soft_bounce_rate": MetricInfo(True, "soft-bounce rate", "soft bounces"),
+    "hard_bounce_rate": MetricInfo(True, "hard-bounce rate", "hard bounces"),
+    "deferral_rate": MetricInfo(True, "deferral rate", "deferrals"),
+    "bounce_rate": MetricInfo(True, "bounce rate", "bounces"),
+    "delivered_rate": MetricInfo(True, "delivered rate", "delivered attempts"),
+    "category_rate": MetricInfo(True, "rate of {category} replies", "{category} replies"),
+    "category_count": MetricInfo(False, "{category} replies", "{category} replies"),
+    "attempts": MetricInfo(False, "attempts", "attempts"),
+    "complaint_rate": MetricInfo(True, "complaint rate", "spam complaints", "delivered"),
+    "complaint_count": MetricInfo(False, "complaints", "spam complaints", "delivered"),
 }
+
+#: What each denominator is called where a number is shown.
+DENOMINATOR_WORDS = {"attempts": "delivery attempts", "delivered": "delivered messages"}
 
 _CALL = re.compile(r"^\s*([a-z_]+)\s*(?:\(\s*([a-z_]+)\s*\))?\s*$")
 
@@ -38,17 +62,42 @@ class Metric:
     category: Category | None = None
 
     @property
+    def info(self) -> MetricInfo:
+        return METRICS[self.name]
+
+    @property
     def text(self) -> str:
         return f"{self.name}({self.category.value})" if self.category else self.name
 
     @property
     def is_rate(self) -> bool:
-        return METRICS[self.name][0]
+        return self.info.is_rate
+
+    def _fill(self, text: str) -> str:
+        category = self.category.value.replace("_", " ") if self.category else ""
+        return text.format(category=category)
 
     @property
     def label(self) -> str:
-        category = self.category.value.replace("_", " ") if self.category else ""
-        return METRICS[self.name][1].format(category=category)
+        return self._fill(self.info.label)
+
+    @property
+    def numerator_label(self) -> str:
+        """What the numerator counts, for people: ``soft bounces``, ``spam complaints``."""
+        return self._fill(self.info.numerator)
+
+    @property
+    def volume_label(self) -> str:
+        """What the volume a rule needs (``min_attempts``) counts: ``delivery attempts``
+        for most metrics, ``delivered messages`` for complaints."""
+        return DENOMINATOR_WORDS[self.info.denominator]
+
+    @property
+    def definition(self) -> str:
+        """``soft bounces / delivery attempts``; empty for counts."""
+        if not self.is_rate:
+            return ""
+        return f"{self.numerator_label} / {self.volume_label}"
 
     def numerator(self, counts: Counts) -> int:
         """The count the metric is made of (the rate's numerator, or the count itself)."""
@@ -65,28 +114,45 @@ class Metric:
             return counts.delivered
         if name == "attempts":
             return counts.attempts
+        if name in ("complaint_rate", "complaint_count"):
+            return counts.complaints
         assert self.category is not None
         return counts.categories.get(self.category.value, 0)
+
+    def volume(self, counts: Counts) -> int:
+        """The rate's denominator (for a count, the volume it is judged with): what a
+        rule's ``min_attempts`` asks for."""
+        return counts.delivered if self.info.denominator == "delivered" else counts.attempts
 
     def value(self, counts: Counts) -> float:
         n = self.numerator(counts)
         if not self.is_rate:
             return float(n)
-        return n / counts.attempts if counts.attempts else 0.0
+        volume = self.volume(counts)
+        return n / volume if volume else 0.0
 
     def lower_bound(self, counts: Counts) -> float:
         """Wilson score lower bound at 95 % for rates; the value itself for counts."""
         if not self.is_rate:
             return self.value(counts)
-        return wilson_lower_bound(self.numerator(counts), counts.attempts)
+        return wilson_lower_bound(
+            min(self.numerator(counts), self.volume(counts)), self.volume(counts)
+        )
 
     def upper_bound(self, counts: Counts) -> float:
         if not self.is_rate:
             return self.value(counts)
-        return wilson_upper_bound(self.numerator(counts), counts.attempts)
+        return wilson_upper_bound(
+            min(self.numerator(counts), self.volume(counts)), self.volume(counts)
+        )
 
     def format(self, value: float) -> str:
-        return f"{value * 100:.1f}%" if self.is_rate else f"{value:,.0f}"
+        """A value for people: rates below 1 % with two decimals (complaint rates live
+        there), others with one."""
+        if not self.is_rate:
+            return f"{value:,.0f}"
+        percent = value * 100
+        return f"{percent:.2f}%" if 0 < abs(percent) < 1 else f"{percent:.1f}%"
 
 
 def parse_metric(text: str) -> Metric:

@@ -74,3 +74,41 @@ def recommend(cause: Category | None, isp_name: str) -> str:
     if cause is None or cause is Category.DELIVERED:
         return ""
     return _ACTIONS.get(cause, _ACTIONS[Category.UNKNOWN]).format(isp=isp_name)
+
+
+#: The spam-complaint rate each provider asks bulk senders to stay under, with its source.
+#: Gmail and Yahoo published theirs with the bulk-sender requirements in force since
+#: February 2024; the others publish no number, and 0.3 % is the line the industry reads
+#: for them too.
+COMPLAINT_LIMITS: dict[str, tuple[float, str]] = {
+    "gmail": (
+        0.003,
+        "Gmail's sender guidelines: keep the spam rate in Postmaster Tools below 0.10 %, "
+        "never reach 0.30 %",
+    ),
+    "yahoo": (
+        0.003,
+        "Yahoo's sender best practices: keep the spam complaint rate below 0.3 %",
+    ),
+}
+DEFAULT_COMPLAINT_LIMIT = (
+    0.003,
+    "no published limit; 0.3 % is Gmail's and Yahoo's, which the industry applies to all",
+)
+
+
+def complaint_limit(isp: str) -> tuple[float, str]:
+    """(limit, where it comes from) of the complaint rate at one ISP."""
+    return COMPLAINT_LIMITS.get(isp, DEFAULT_COMPLAINT_LIMIT)
+
+
+def complaint_actions(isp_name: str, top_campaign: str | None) -> str:
+    """The recommended actions of a complaint alert, in the order they help."""
+    campaign = f" (top: {top_campaign})" if top_campaign else ""
+    return (
+        f"Suppress every complainer at once: each further mail to them is another complaint "
+        f"to {isp_name}. Check the list source and consent of the campaign with the most "
+        f"complaints{campaign}: purchased, old or co-registered addresses complain most. "
+        "Make sure RFC 8058 one-click unsubscribe works (List-Unsubscribe and "
+        "List-Unsubscribe-Post headers, DKIM-signed): people who cannot leave press spam."
+    )

@@ -20,11 +20,19 @@ from datetime import UTC, datetime
 from aggregation.buckets import Counts, KeyBuckets, align_down, key_spec_of, parse_key
 from aggregation.metrics import Metric
 from aggregation.topk import TopK
-from alerts.actions import recommend
+from alerts.actions import complaint_actions, complaint_limit, recommend
 from alerts.rules import RuleSet, SpikeRule, ThresholdRule
 from alerts.state import AlertStateRecord, Step, Timing, fingerprint, severity_rank, step
 from delivery.isp import default_resolver
-from schemas.alert import AlertState, AlertTransition, ReplySample, Severity, TransitionKind
+from schemas.alert import (
+    AlertState,
+    AlertTransition,
+    ComplaintEvidence,
+    ReplySample,
+    Severity,
+    SourceCount,
+    TransitionKind,
+)
 from schemas.durations import format_duration
 from schemas.vocabulary import Category
 
@@ -159,11 +167,12 @@ class Evaluator:
         holding = record.state in (AlertState.PENDING, AlertState.FIRING)
         held = severity_rank(record.severity) if holding else 0
         levels = sorted(rule.base_thresholds().items(), key=lambda lv: -severity_rank(lv[0]))
+        volume = metric.volume(current)
         if isinstance(rule, ThresholdRule):
             rising = rule.comparison in (">", ">=")
             judged = self._judged(rule, metric, current, rising)
             active: Severity | None = None
-            if current.attempts >= max(rule.min_attempts, 1):
+            if volume >= max(rule.min_attempts, 1):
                 op = _OPS[rule.comparison]
                 for severity, threshold in levels:
                     if severity_rank(severity) <= held:
@@ -172,14 +181,14 @@ class Evaluator:
                     if op(judged, threshold):
                         active = severity
                         break
-            return Judgement(active, value, judged, current.attempts)
+            return Judgement(active, value, judged, volume)
         # spike
         judged = self._judged(rule, metric, current, True)
         baseline, baseline_attempts = self._baseline(rule, kb, end, cache)
         active = None
         if (
             baseline is not None
-            and current.attempts >= max(rule.min_attempts, 1)
+            and volume >= max(rule.min_attempts, 1)
             and baseline_attempts >= rule.baseline_min_attempts
         ):
             for severity, factor in levels:
@@ -191,7 +200,7 @@ class Evaluator:
                 if judged >= factor * baseline and judged - baseline >= min_delta:
                     active = severity
                     break
-        return Judgement(active, value, judged, current.attempts, baseline, baseline_attempts)
+        return Judgement(active, value, judged, volume, baseline, baseline_attempts)
 
     @staticmethod
     def _judged(rule: AnyRule, metric: Metric, counts: Counts, rising: bool) -> float:
@@ -211,9 +220,10 @@ class Evaluator:
         for i in range(1, rule.baseline.period // rule.window + 1):
             stop = current_start - (i - 1) * rule.window
             counts = self._window(kb, stop - rule.window, stop, cache)
-            attempts += counts.attempts
-            # A window without attempts has no rate: it says nothing about the baseline.
-            if counts.attempts or not metric.is_rate:
+            volume = metric.volume(counts)
+            attempts += volume
+            # A window without volume has no rate: it says nothing about the baseline.
+            if volume or not metric.is_rate:
                 values.append(metric.value(counts))
         if not values:
             return None, attempts
@@ -234,10 +244,20 @@ class Evaluator:
     ) -> AlertTransition:
         metric = rule.parsed_metric
         start = end - rule.window
-        window = kb.window(start, end, with_replies=True)
-        failures = window.failures()
-        cause = self._cause(metric, failures)
+        complaints = metric.name in COMPLAINT_METRICS
+        # a complaint alert is about complaints: replies and failures are not its evidence
+        window = kb.window(start, end, with_replies=not complaints)
+        failures = {} if complaints else window.failures()
+        cause = None if complaints else self._cause(metric, failures)
         isp_name = self.isp_name(isp)
+        evidence = _complaint_evidence(window, isp) if complaints else None
+        if s.kind is TransitionKind.RESOLVED:
+            action = ""
+        elif evidence is not None:
+            top = evidence.top_campaigns[0].name if evidence.top_campaigns else None
+            action = complaint_actions(isp_name, top)
+        else:
+            action = recommend(cause, isp_name)
         threshold = rule.base_thresholds()[s.severity] if isinstance(rule, ThresholdRule) else None
         assert record.started_at is not None
         return AlertTransition(
@@ -263,12 +283,11 @@ class Evaluator:
             categories=failures,
             top_replies=self._top_replies(window, metric),
             trend=self._trend(kb, metric, start, end),
-            summary=self._summary(rule, s, judgement, isp_name, group, cause, failures),
-            recommended_action=""
-            if s.kind is TransitionKind.RESOLVED
-            else recommend(cause, isp_name),
+            summary=self._summary(rule, s, judgement, isp_name, group, cause, failures, evidence),
+            recommended_action=action,
             labels=dict(rule.labels),
             annotations=dict(rule.annotations),
+            complaints=evidence,
         )
 
     @staticmethod
@@ -325,13 +344,20 @@ class Evaluator:
         group: Mapping[str, str],
         cause: Category | None,
         failures: Mapping[str, int],
+        evidence: ComplaintEvidence | None = None,
     ) -> str:
         metric = rule.parsed_metric
         who = isp_name + "".join(f" {k}={v}" for k, v in group.items())
         window = format_duration(rule.window)
+        volume = "attempts" if metric.info.denominator == "attempts" else "delivered"
         measured = (
-            f"{metric.label} {metric.format(j.value)} of {j.attempts:,} attempts over {window}"
+            f"{metric.label} {metric.format(j.value)} of {j.attempts:,} {volume} over {window}"
         )
+        if evidence is not None:
+            measured = (
+                f"{metric.label} {metric.format(j.value)} ({evidence.complaints:,} complaints "
+                f"/ {evidence.delivered:,} delivered over {window})"
+            )
         if rule.confidence == "wilson" and metric.is_rate:
             measured += f" (95% bound {metric.format(j.judged)})"
         if isinstance(rule, ThresholdRule):
@@ -344,12 +370,44 @@ class Evaluator:
             limit += f", {s.severity.value} at x{factor:g}"
         if s.kind is TransitionKind.RESOLVED:
             return f"Resolved: {who} {measured} ({limit})."
+        if evidence is not None and evidence.provider_limit is not None:
+            return (
+                f"{who}: {measured} ({limit}); {isp_name}'s limit is "
+                f"{metric.format(evidence.provider_limit)}."
+            )
         total = sum(failures.values())
         mostly = ""
         if cause is not None and total:
             share = failures.get(cause.value, 0) / total
             mostly = f"; {share:.0%} of failures are {cause.value.replace('_', ' ')}"
         return f"{who}: {measured} ({limit}){mostly}."
+
+
+#: Metrics whose alerts carry ``ComplaintEvidence``.
+COMPLAINT_METRICS = frozenset({"complaint_rate", "complaint_count"})
+#: Sending domains, IPs and campaigns an alert names among its complaints.
+TOP_SOURCES = 3
+
+
+def _complaint_evidence(window: Counts, isp: str) -> ComplaintEvidence:
+    limit, source = complaint_limit(isp)
+
+    def top(prefix: str) -> list[SourceCount]:
+        return [
+            SourceCount(name=name, count=n)
+            for name, n in window.top_complaint_sources(prefix, TOP_SOURCES)
+        ]
+
+    return ComplaintEvidence(
+        complaints=window.complaints,
+        delivered=window.delivered,
+        other_feedback=window.feedback,
+        provider_limit=limit,
+        provider_limit_source=source,
+        top_sending_domains=top("d:"),
+        top_source_ips=top("i:"),
+        top_campaigns=top("c:"),
+    )
 
 
 def _dt(epoch: int) -> datetime:

@@ -1,5 +1,8 @@
 """Offline replay: feed events through the live core in event-time order, collect transitions.
 
+Complaints and other feedback reports are observations too, fed to the builder's
+``add_feedback`` as the ingest feeds them.
+
 The path is the live one, stage for stage: classify → resolve the ISP → ``PartialBuilder`` →
 ``KeyBuckets.merge`` → advance the watermark → ``Evaluator.evaluate`` at every bucket boundary
 the watermark passes. The watermark is the largest event time read so far minus the
@@ -29,8 +32,8 @@ from alerts.rules import RuleSet
 from delivery.isp import default_resolver
 from delivery.types import Classification, Isp
 from schemas.alert import AlertTransition
-from schemas.event import DeliveryEvent
-from schemas.vocabulary import SourceStatus
+from schemas.event import DeliveryEvent, FeedbackEvent
+from schemas.vocabulary import BounceType, Category, Outcome, SourceStatus
 
 
 class Classifier(Protocol):
@@ -44,7 +47,8 @@ class Resolver(Protocol):
 
 
 class Observation(NamedTuple):
-    """One classified event, as small as the aggregation needs it."""
+    """One classified event, as small as the aggregation needs it: a delivery attempt, or
+    (``complaint`` not None) a feedback report, a complaint when true."""
 
     t: float
     isp: str
@@ -55,6 +59,8 @@ class Observation(NamedTuple):
     source_ip: str | None
     sending_domain: str | None
     tenant: str | None
+    complaint: bool | None = None
+    campaign: str | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +93,27 @@ def observe(event: DeliveryEvent, classifier: Classifier, resolver: Resolver) ->
         event.source_ip,
         event.sending_domain,
         event.tenant,
+    )
+
+
+#: The classification a feedback observation carries: it is no attempt, and nothing reads it.
+FEEDBACK = Classification(Outcome.DELIVERED, BounceType.NONE, Category.DELIVERED, "feedback")
+
+
+def observe_feedback(event: FeedbackEvent, resolver: Resolver) -> Observation:
+    """A complaint or other feedback report, as the aggregation needs it."""
+    return Observation(
+        epoch_seconds(event.event_time),
+        resolver.resolve(event.recipient_domain, event.mx_host).key,
+        FEEDBACK,
+        None,
+        None,
+        "",
+        event.source_ip,
+        event.sending_domain,
+        event.tenant,
+        event.is_complaint,
+        event.campaign,
     )
 
 
@@ -127,17 +154,28 @@ class Replay:
                 size = self.config.bucket_seconds
                 self._next_tick = align_down(math.floor(obs.t), size) + size
             self._advance_to(self.config.watermark_for(obs.t))
-            self.builder.add(
-                obs.t,
-                obs.isp,
-                obs.classification,
-                code=obs.code,
-                enhanced=obs.enhanced,
-                text=obs.text,
-                source_ip=obs.source_ip,
-                sending_domain=obs.sending_domain,
-                tenant=obs.tenant,
-            )
+            if obs.complaint is not None:
+                self.builder.add_feedback(
+                    obs.t,
+                    obs.isp,
+                    obs.complaint,
+                    source_ip=obs.source_ip,
+                    sending_domain=obs.sending_domain,
+                    tenant=obs.tenant,
+                    campaign=obs.campaign,
+                )
+            else:
+                self.builder.add(
+                    obs.t,
+                    obs.isp,
+                    obs.classification,
+                    code=obs.code,
+                    enhanced=obs.enhanced,
+                    text=obs.text,
+                    source_ip=obs.source_ip,
+                    sending_domain=obs.sending_domain,
+                    tenant=obs.tenant,
+                )
             stats.events += 1
             if stats.first_event is None:
                 stats.first_event = obs.t
@@ -193,7 +231,7 @@ class Replay:
 
 
 def replay(
-    events: Iterable[DeliveryEvent],
+    events: Iterable[DeliveryEvent | FeedbackEvent],
     rules: RuleSet,
     classifier: Classifier,
     resolver: Resolver,
@@ -203,7 +241,10 @@ def replay(
     observations: list[Observation] = []
     names: dict[str, str] = {}
     for event in events:
-        obs = observe(event, classifier, resolver)
+        if isinstance(event, FeedbackEvent):
+            obs = observe_feedback(event, resolver)
+        else:
+            obs = observe(event, classifier, resolver)
         observations.append(obs)
         if obs.isp not in names:
             names[obs.isp] = resolver.resolve(event.recipient_domain, event.mx_host).name

@@ -47,6 +47,36 @@ class ReplySample(BaseModel):
     count: int = Field(ge=0)
 
 
+class SourceCount(BaseModel):
+    """One sending domain, IP or campaign and how many complaints name it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    count: int = Field(ge=0)
+
+
+class ComplaintEvidence(BaseModel):
+    """What a complaint alert shows besides the rate: the counts, the provider's limit, and
+    what sent the mail people complained about."""
+
+    model_config = ConfigDict(frozen=True)
+
+    complaints: int = Field(ge=0, description="Spam complaints received in the window")
+    delivered: int = Field(ge=0, description="Delivered attempts in the window")
+    other_feedback: int = Field(
+        default=0, ge=0, description="Feedback that is no complaint (not-spam, opt-out)"
+    )
+    provider_limit: float | None = Field(
+        default=None,
+        description="The complaint rate the mailbox provider asks senders to stay under",
+    )
+    provider_limit_source: str = Field(default="", description="Where that limit is published")
+    top_sending_domains: list[SourceCount] = Field(default_factory=list)
+    top_source_ips: list[SourceCount] = Field(default_factory=list)
+    top_campaigns: list[SourceCount] = Field(default_factory=list)
+
+
 class AlertTransition(BaseModel):
     """One change of one alert's state."""
 
@@ -68,7 +98,11 @@ class AlertTransition(BaseModel):
     value: float = Field(description="The metric over the window when evaluated")
     threshold: float | None = Field(default=None, description="The limit (threshold rules)")
     baseline: float | None = Field(default=None, description="The key's own baseline (spike rules)")
-    attempts: int = Field(ge=0, description="Delivery attempts in the window: the volume")
+    attempts: int = Field(
+        ge=0,
+        description="The volume in the window: delivery attempts, or delivered attempts for "
+        "complaint metrics (the rate's denominator)",
+    )
     window_seconds: int = Field(gt=0)
     event_time: AwareDatetime = Field(description="Event time of the evaluation (bucket end)")
     started_at: AwareDatetime = Field(description="When the alert first went pending")
@@ -84,3 +118,6 @@ class AlertTransition(BaseModel):
     recommended_action: str = Field(default="")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict, description="e.g. runbook_url")
+    complaints: ComplaintEvidence | None = Field(
+        default=None, description="Complaint metrics only: the counts, limit and top sources"
+    )

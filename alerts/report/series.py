@@ -38,7 +38,7 @@ class KeyCounts:
 
     isp: str
     group: dict[str, str]
-    #: bucket index (start // bucket seconds) -> [attempts, numerator of metric 0, ...]
+    #: bucket index (start // bucket seconds) -> [attempts, delivered, numerator of metric 0, ...]
     buckets: dict[int, list[int]] = field(default_factory=dict)
 
 
@@ -53,10 +53,14 @@ class Counted:
     last_bucket: int
 
 
-def _numerators(classification: Classification, metrics: Sequence[Metric]) -> list[int]:
+def _numerators(obs: Observation, metrics: Sequence[Metric]) -> list[int]:
+    """[attempts, delivered, each metric's numerator] that one observation adds."""
     counts = Counts()
-    counts.add(classification, None, None, "")
-    return [1, *(m.numerator(counts) for m in metrics)]
+    if obs.complaint is None:
+        counts.add(obs.classification, None, None, "")
+    else:
+        counts.add_feedback(obs.complaint)
+    return [counts.attempts, counts.delivered, *(m.numerator(counts) for m in metrics)]
 
 
 def count(
@@ -80,16 +84,17 @@ def count(
         key=lambda s: s.dims,
     )
     keys: dict[str, KeyCounts] = {}
-    cache: dict[Classification, list[int]] = {}
+    cache: dict[tuple[Classification, bool | None], list[int]] = {}
     first = last = None
-    width = len(metrics) + 1
+    width = len(metrics) + 2
     for obs in observations:
         index = math.floor(obs.t) // bucket
         first = index if first is None or index < first else first
         last = index if last is None or index > last else last
-        adds = cache.get(obs.classification)
+        kind = (obs.classification, obs.complaint)
+        adds = cache.get(kind)
         if adds is None:
-            adds = cache[obs.classification] = _numerators(obs.classification, metrics)
+            adds = cache[kind] = _numerators(obs, metrics)
         names: list[tuple[str, str, dict[str, str]]] = [(make_key(obs.isp), obs.isp, {})]
         if wanted:
             values = dict(
@@ -159,14 +164,16 @@ def rule_series(
         return None
     rule = rule.for_isp(counts.isp)
     metric = rule.parsed_metric
-    m = counted.metrics.index(metric) + 1
+    m = counted.metrics.index(metric) + 2
+    # the rate's denominator: delivery attempts, or delivered ones for complaints
+    volume_column = 1 if metric.info.denominator == "delivered" else 0
     size = counted.bucket_seconds
     first, last = counted.first_bucket, counted.last_bucket
     n = last - first + 1
     attempts = [0] * n
     numer = [0] * n
     for index, row in counts.buckets.items():
-        attempts[index - first] = row[0]
+        attempts[index - first] = row[volume_column]
         numer[index - first] = row[m]
     pa, pn = _prefix(attempts), _prefix(numer)
     w = rule.window // size

@@ -21,7 +21,8 @@ from typing import IO, TextIO, cast
 from tqdm import tqdm
 
 from aggregation.ingest import Engine
-from alerts.replay import Observation, Replay, observe
+from aggregation.metrics import parse_metric
+from alerts.replay import Observation, Replay, observe, observe_feedback
 from alerts.rules import RulesError, RuleSet, load_default_rules, load_rules
 from bouncewatch.commands.common import load_settings
 from schemas.alert import AlertTransition, TransitionKind
@@ -39,13 +40,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("events", help="events file (.gz accepted; - for stdin)")
     parser.add_argument("--rules", help="YAML rules file (default: the packaged default rules)")
-    from delivery.adapters import INPUT_FORMATS  # the registry: a new format needs no edit here
+    from delivery.adapters import INPUT_FORMATS, format_help  # the registry: no edit here
 
     parser.add_argument(
         "--format",
         default="auto",
         choices=INPUT_FORMATS,
-        help="input format (default: auto, detected per line; bouncewatch is JSONL)",
+        help="input format (default: auto, detected per line; bouncewatch is JSONL). "
+        + format_help(),
     )
     parser.add_argument(
         "--output", choices=("table", "jsonl"), default="table", help="table (default) or jsonl"
@@ -154,6 +156,11 @@ def read_observations(
                 if obs.isp not in names:
                     names[obs.isp] = engine.isp_name(obs.isp)
                 bar.update(len(observations))
+            for feedback in decoded.feedback:
+                obs = observe_feedback(feedback, engine.resolver)
+                observations.append(obs)
+                if obs.isp not in names:
+                    names[obs.isp] = engine.isp_name(obs.isp)
     bar.update(len(observations), done=True)
     if errors > 10:
         print(f"{path}: {errors} lines or items skipped in all", file=sys.stderr)
@@ -187,9 +194,7 @@ def format_row(t: AlertTransition) -> list[str]:
 
 
 def _fmt_value(t: AlertTransition, value: float) -> str:
-    if t.metric.endswith("_rate") or t.metric.startswith("category_rate"):
-        return f"{value * 100:.1f}%"
-    return f"{value:,.0f}"
+    return parse_metric(t.metric).format(value)
 
 
 HEADER = ["event time (UTC)", "rule", "key", "transition", "severity", "value", "limit",

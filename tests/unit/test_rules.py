@@ -19,12 +19,17 @@ from bouncewatch.cli import main
 from schemas.alert import Severity
 
 
-def test_default_rules_load_and_ask_for_the_per_ip_keys() -> None:
+def test_default_rules_load_and_ask_for_the_per_ip_and_per_domain_keys() -> None:
     rules = load_default_rules()
     assert {r.name for r in rules.rules} >= {"soft-bounce-rate", "soft-bounce-spike"}
-    assert rules.key_specs() == {KeySpec(()), KeySpec(("source_ip",))}
+    assert rules.key_specs() == {
+        KeySpec(()),
+        KeySpec(("source_ip",)),
+        KeySpec(("sending_domain",)),  # complaint-rate-per-domain
+    }
     config = rules.aggregation_config()
-    assert config.retention_seconds == 15 * 60 + 2 * 3600 + 60
+    # the complaint rules read a day; the longest span otherwise is the spike's 2h15m
+    assert config.retention_seconds == 24 * 3600 + 60
     assert (config.lateness_seconds, config.evaluation_delay_seconds) == (300, 60)
     soft = rules.rules[0]
     assert isinstance(soft, ThresholdRule)
@@ -178,7 +183,7 @@ rules:
 
 def test_rules_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "validate"]) == 0
-    assert "ok, 7 rule(s)" in capsys.readouterr().out
+    assert "ok, 9 rule(s)" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD)
     assert main(["rules", "validate", str(bad)]) == 1
