@@ -40,7 +40,7 @@ METRICS: dict[str, MetricInfo] = {
     "deferral_rate": MetricInfo(True, "deferral rate", "deferrals"),
     "bounce_rate": MetricInfo(True, "bounce rate", "bounces"),
     "delivered_rate": MetricInfo(True, "delivered rate", "delivered attempts"),
-    "category_rate": MetricInfo(True, "rate of {category} replies", "{category} replies"),
+    "category_rate": MetricInfo(True, "{category} rate", "{category} replies"),
     "category_count": MetricInfo(False, "{category} replies", "{category} replies"),
     "attempts": MetricInfo(False, "attempts", "attempts"),
     "complaint_rate": MetricInfo(True, "complaint rate", "spam complaints", "delivered"),

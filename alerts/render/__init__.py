@@ -10,11 +10,11 @@ length cap) before a renderer escapes it for its own format.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from aggregation.metrics import Metric, parse_metric
 from alerts.render.sparkline import sparkline
 from alerts.routing import format_duration
 from schemas.alert import AlertState, AlertTransition, ReplySample, Severity, TransitionKind
@@ -34,8 +34,6 @@ KIND_WORDS = {
     TransitionKind.REMINDER: "still firing",
     TransitionKind.RESOLVED: "resolved",
 }
-
-_CATEGORY_RATE = re.compile(r"^category_rate\((\w+)\)$")
 
 #: Caps for remote text. A reply sample longer than this says nothing more to a person, and
 #: Slack sections hold 3,000 characters; an ISP name or label value this long is garbage.
@@ -60,35 +58,38 @@ _CLEAN_TABLE.update({ord(c): None for c in _INVISIBLE})
 _CLEAN_TABLE.update({i: None for i in [*range(0x20), *range(0x7F, 0xA0)] if i not in _CLEAN_TABLE})
 
 
+def _metric(metric: str) -> Metric | None:
+    """The one definition of a metric (``aggregation.metrics``); None for a name it does not
+    know (a transition from an older or a newer version)."""
+    try:
+        return parse_metric(metric)
+    except ValueError:
+        return None
+
+
 def is_rate(metric: str) -> bool:
-    return "rate" in metric
+    known = _metric(metric)
+    return known.is_rate if known is not None else metric.endswith("_rate")
 
 
 def metric_label(metric: str) -> str:
     """``soft_bounce_rate`` → ``soft-bounce rate``; ``category_rate(x)`` → ``x rate``."""
-    match = _CATEGORY_RATE.match(metric)
-    if match:
-        return f"{match.group(1).replace('_', ' ')} rate"
-    if metric.endswith("_rate"):
-        return f"{metric[: -len('_rate')].replace('_', '-')} rate"
-    return metric.replace("_", " ")
+    known = _metric(metric)
+    return known.label if known is not None else metric.replace("_", " ")
 
 
 def rate_definition(metric: str) -> str:
     """What a rate divides, said wherever the number is shown (attempts, not messages)."""
-    match = _CATEGORY_RATE.match(metric)
-    if match:
-        return f"{match.group(1).replace('_', ' ')} replies / delivery attempts"
-    known = {
-        "soft_bounce_rate": "soft bounces / delivery attempts",
-        "hard_bounce_rate": "hard bounces / delivery attempts",
-        "bounce_rate": "bounces / delivery attempts",
-        "deferral_rate": "deferrals / delivery attempts",
-        "failure_rate": "failed attempts / delivery attempts",
-    }
-    if metric in known:
-        return known[metric]
-    return f"{metric_label(metric)} per delivery attempt" if is_rate(metric) else ""
+    known = _metric(metric)
+    return known.definition if known is not None else ""
+
+
+def volume_word(metric: str) -> str:
+    """What the volume of an alert counts: ``attempts``, or ``delivered`` for complaints."""
+    known = _metric(metric)
+    return (
+        "delivered" if known is not None and known.info.denominator == "delivered" else "attempts"
+    )
 
 
 def fmt_number(metric: str, value: float) -> str:
@@ -153,7 +154,39 @@ def _relation(value: float, limit: float) -> str:
 
 
 def volume(t: AlertTransition) -> str:
-    return f"{fmt_count(t.attempts)} attempts in the last {format_duration_s(t.window_seconds)}"
+    window = format_duration_s(t.window_seconds)
+    return f"{fmt_count(t.attempts)} {volume_word(t.metric)} in the last {window}"
+
+
+def complaint_lines(t: AlertTransition) -> list[str]:
+    """A complaint alert's evidence, one statement a line: the counts behind the rate, the
+    provider's limit, and the top sending domains, IPs and campaigns among the complaints."""
+    e = t.complaints
+    if e is None:
+        return []
+    window = format_duration_s(t.window_seconds)
+    counts = (
+        f"{fmt_count(e.complaints)} complaints / {fmt_count(e.delivered)} delivered"
+        f" in the last {window}"
+    )
+    if e.other_feedback:
+        counts += f"; {fmt_count(e.other_feedback)} other feedback (not-spam, opt-out), not counted"
+    lines = [counts]
+    if e.provider_limit:
+        share = t.value / e.provider_limit
+        lines.append(
+            f"{clean(t.isp_name, LABEL_LIMIT)}'s limit: {fmt_number(t.metric, e.provider_limit)}"
+            f" (the rate is at {share:.0%} of it): {clean(e.provider_limit_source, SUMMARY_LIMIT)}"
+        )
+    for label, items in (
+        ("Top sending domains", e.top_sending_domains),
+        ("Top IPs", e.top_source_ips),
+        ("Top campaigns", e.top_campaigns),
+    ):
+        if items:
+            shown = ", ".join(f"{clean(i.name, LABEL_LIMIT)} ({fmt_count(i.count)})" for i in items)
+            lines.append(f"{label}: {shown}")
+    return lines
 
 
 def format_duration_s(seconds: int) -> str:
@@ -270,7 +303,7 @@ def headline(ts: Sequence[AlertTransition]) -> Headline:
         t = ts[0]
         subject = (
             f"{isp_label(t)}: {metric_label(t.metric)} {_value_judged(t)}"
-            f" of {fmt_count(t.attempts)} attempts"
+            f" of {fmt_count(t.attempts)} {volume_word(t.metric)}"
         )
     else:
         rules = sorted({t.rule for t in ts})

@@ -16,6 +16,7 @@ from alerts.render import (
     action_texts,
     categories,
     comparison,
+    complaint_lines,
     fmt_count,
     fmt_time,
     headline,
@@ -59,6 +60,10 @@ def render_text(transitions: Sequence[AlertTransition], *, runbook_url: str | No
         trend = trend_line(t)
         if trend:
             lines.append(f"Trend: {trend}")
+        complaints = complaint_lines(t)
+        if complaints:
+            lines.append("Complaints:")
+            lines.extend(f"  {line}" for line in complaints)
         breakdown = categories(t)
         if breakdown:
             lines.append("Failed attempts by category:")
@@ -113,6 +118,10 @@ def render_html(transitions: Sequence[AlertTransition], *, runbook_url: str | No
         trend = trend_line(t)
         if trend:
             parts.append(f"<p>Trend: <code>{escape(trend)}</code></p>")
+        complaints = complaint_lines(t)
+        if complaints:
+            items = "".join(f"<li>{escape(line)}</li>" for line in complaints)
+            parts.append(f"<p>Complaints:</p><ul>{items}</ul>")
         breakdown = categories(t)
         if breakdown:
             rows = "".join(

@@ -20,6 +20,7 @@ from alerts.render import (
     action_texts,
     categories,
     comparison,
+    complaint_lines,
     fmt_count,
     fmt_time,
     headline,
@@ -96,6 +97,9 @@ def _alert_blocks(t: AlertTransition, *, detailed: bool) -> list[dict[str, Any]]
     if trend:
         lines.append(f"Trend: `{trend}`")
     blocks = [_section("\n".join(lines))]
+    complaints = complaint_lines(t)
+    if complaints:
+        blocks.append(_section("*Complaints*\n" + "\n".join(f"• {escape(c)}" for c in complaints)))
     if not detailed:
         return blocks
 
