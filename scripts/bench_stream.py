@@ -535,9 +535,13 @@ def prepare(bootstrap: str, prefix: str, args: argparse.Namespace) -> list[Input
         payloads = (
             traffic.singles(events) if shape == "single" else traffic.batches(events, args.batch)
         )
+        extra = traffic.complaints(events, args.complaints) if args.complaints else []
+        payloads = traffic.interleave(payloads, extra)
         topic = f"{prefix}-input-{shape}"
         asyncio.run(fill(topic, payloads))
-        inp = Input(shape, topic, len(payloads), len(events))
+        inp = Input(shape, topic, len(payloads), len(events) + len(extra))
+        if extra:
+            say(f"  {topic}: {len(extra):,} complaint records mixed in, one per message")
         inputs.append(inp)
         size = sum(map(len, payloads)) / inp.messages
         say(
@@ -688,6 +692,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="event-time seconds per 100,000 events (both topics have this density)",
     )
     parser.add_argument("--batch", type=int, default=100, help="events per batched message")
+    parser.add_argument(
+        "--complaints",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="mix in complaint records, SHARE per delivery event (0.01: 1 %%), one per message, "
+        "in turn ARF, KumoMTA, SES, SendGrid, Mailgun and Postmark (bench/traffic.complaints)",
+    )
     parser.add_argument(
         "--batch-events", type=int, default=1_000_000, help="events in the batched topic"
     )

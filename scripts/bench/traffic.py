@@ -130,6 +130,122 @@ def events(
     return out
 
 
+def _arf(rcpt: str, domain: str, ip: str, at: datetime, n: int) -> bytes:
+    """An RFC 5965 report as a mailbox provider's feedback loop sends it."""
+    date = at.strftime("%a, %d %b %Y %H:%M:%S +0000")
+    return (
+        f"From: feedback@arf.mail.yahoo.com\r\nTo: fbl@shop.example\r\n"
+        f"Subject: Email Feedback Report for IP {ip}\r\nDate: {date}\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: multipart/report; "
+        f'report-type=feedback-report; boundary="b{n}"\r\n\r\n'
+        f"--b{n}\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n\r\n"
+        f"--b{n}\r\nContent-Type: message/feedback-report\r\n\r\n"
+        f"Feedback-Type: abuse\r\nUser-Agent: Yahoo!-Mail-Feedback/2.0\r\nVersion: 1\r\n"
+        f"Original-Mail-From: <bounces+{n}@{domain}>\r\nOriginal-Rcpt-To: <{rcpt}>\r\n"
+        f"Arrival-Date: {date}\r\nSource-IP: {ip}\r\nReported-Domain: {domain}\r\n\r\n"
+        f"--b{n}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: news@{domain}\r\nTo: {rcpt}\r\nDate: {date}\r\n"
+        f"Message-ID: <{n}@{domain}>\r\nX-Campaign: black-friday\r\n\r\n--b{n}--\r\n"
+    ).encode()
+
+
+def complaints(evs: Sequence[dict[str, Any]], share: float, seed: int = 11) -> list[bytes]:
+    """Complaint records for ``share`` of ``evs`` (0.01: one per hundred attempts), one per
+    message as feedback loops and webhooks send them, in turn each source bouncewatch reads:
+    an ARF mail, a KumoMTA Feedback record, an SES Complaint, a SendGrid spamreport, a
+    Mailgun complained and a Postmark SpamComplaint. Each is about an event of ``evs`` and
+    arrives a few seconds after it, so event time keeps rising."""
+    rng = random.Random(seed)
+    out: list[bytes] = []
+    count = round(len(evs) * share)
+    for n in range(count):
+        ev = evs[min(len(evs) - 1, int(n / max(count, 1) * len(evs)))]
+        at = datetime.fromisoformat(ev["event_time"]) + timedelta(seconds=rng.random() * 3)
+        iso = at.isoformat().replace("+00:00", "Z")
+        rcpt, domain, ip = ev["recipient"], ev["sending_domain"], ev["source_ip"]
+        kind = n % 6
+        record: dict[str, Any]
+        if kind == 0:
+            out.append(_arf(rcpt, domain, ip, at, n))
+            continue
+        if kind == 1:
+            record = {
+                "type": "Feedback",
+                "id": f"{n:032x}",
+                "sender": "fbl@fbl.example",
+                "recipient": "fbl@shop.example",
+                "timestamp": int(at.timestamp()),
+                "response": {"code": 250, "content": ""},
+                "feedback_report": {
+                    "feedback_type": "abuse",
+                    "user_agent": "Yahoo!-Mail-Feedback/2.0",
+                    "arrival_date": iso,
+                    "original_mail_from": f"<bounces@{domain}>",
+                    "source_ip": ip,
+                    "reported_domain": [domain],
+                    "original_rcpt_to": [f"<{rcpt}>"],
+                    "supplemental_trace": {"meta": {"campaign": "black-friday"}},
+                },
+            }
+        elif kind == 2:
+            record = {
+                "notificationType": "Complaint",
+                "complaint": {
+                    "complainedRecipients": [{"emailAddress": rcpt}],
+                    "timestamp": iso,
+                    "complaintFeedbackType": "abuse",
+                },
+                "mail": {"timestamp": iso, "source": f"news@{domain}", "messageId": f"m{n}"},
+            }
+        elif kind == 3:
+            record = {
+                "email": rcpt,
+                "timestamp": int(at.timestamp()),
+                "event": "spamreport",
+                "sg_event_id": f"e{n}",
+                "sg_message_id": f"m{n}",
+                "ip": ip,
+            }
+        elif kind == 4:
+            record = {
+                "event-data": {
+                    "event": "complained",
+                    "timestamp": at.timestamp(),
+                    "recipient": rcpt,
+                    "envelope": {"sending-ip": ip, "sender": f"news@{domain}"},
+                    "tags": ["black-friday"],
+                }
+            }
+        else:
+            record = {
+                "RecordType": "SpamComplaint",
+                "Type": "SpamComplaint",
+                "Email": rcpt,
+                "From": f"news@{domain}",
+                "BouncedAt": iso,
+                "MessageID": f"m{n}",
+                "Tag": "black-friday",
+            }
+        out.append(json.dumps(record, separators=(",", ":")).encode())
+    return out
+
+
+def interleave(payloads: Sequence[bytes], extra: Sequence[bytes]) -> list[bytes]:
+    """``payloads`` with ``extra`` spread evenly among them, each in its place in time."""
+    if not extra:
+        return list(payloads)
+    out: list[bytes] = []
+    step = len(payloads) / len(extra)
+    j = 0
+    for i, payload in enumerate(payloads):
+        out.append(payload)
+        while j < len(extra) and (j + 1) * step <= i + 1:
+            out.append(extra[j])
+            j += 1
+    out.extend(extra[j:])
+    return out
+
+
 def singles(evs: Sequence[dict[str, Any]]) -> list[bytes]:
     """One event per message."""
     return [json.dumps(e, separators=(",", ":")).encode() for e in evs]

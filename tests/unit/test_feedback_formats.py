@@ -251,3 +251,25 @@ def test_classify_reads_a_report_file(capsys: pytest.CaptureFixture[str]) -> Non
     assert answer["mail"] == 1
     assert (answer["isp"], answer["complaint"], answer["format"]) == ("microsoft", True, "arf")
     assert answer["sending_domain"] == "billing.shop.example"
+
+
+def test_the_benchmark_complaint_records_are_each_one_complaint() -> None:
+    """scripts/bench_stream.py --complaints mixes these in: every source, each readable."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from bench import traffic
+
+    events = traffic.events(1200)
+    records = traffic.complaints(events, 0.01)
+    assert len(records) == 12
+    formats = []
+    for payload in records:
+        decoded = decode_message(payload)
+        assert decoded.errors == [] and decoded.events == []
+        (event,) = decoded.feedback
+        assert event.is_complaint
+        formats.append(event.source_format)
+    assert sorted(set(formats)) == ["arf", "kumomta", "mailgun", "postmark", "sendgrid", "ses"]
+    mixed = traffic.interleave(traffic.batches(events, 100), records)
+    assert len(mixed) == 24 and mixed[1] == records[0] and mixed[-1] == records[-1]
