@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aggregation.buckets import Counts, KeyBuckets, align_down, key_spec_of, parse_key
 from aggregation.metrics import Metric
@@ -136,6 +137,35 @@ class Evaluator:
                     self._transition(rule, buckets, result.record, s, judgement, end, isp, group)
                 )
         return transitions, new_states
+
+    def metric_status(self, kb: KeyBuckets) -> dict[str, dict[str, Any]]:
+        """What the rules of ``kb``'s key read, as of its last closed bucket: per metric
+        (``soft_bounce_rate``, ``complaint_rate`` ...), its value over the longest window a
+        rule reads it over, with the metric's own name, definition and volume (for
+        ``/status``: the numbers mean what they mean in an alert)."""
+        end = kb.closed_end()
+        if end is None:
+            return {}
+        windows: dict[str, tuple[Metric, int]] = {}
+        for rule in self.rules_for_key(kb.key):
+            metric = rule.parsed_metric
+            known = windows.get(metric.text)
+            if known is None or rule.window > known[1]:
+                windows[metric.text] = (metric, rule.window)
+        out: dict[str, dict[str, Any]] = {}
+        cache: dict[tuple[int, int], Counts] = {}
+        for text, (metric, window) in sorted(windows.items()):
+            counts = self._window(kb, end - window, end, cache)
+            out[text] = {
+                "label": metric.label,
+                "definition": metric.definition,
+                "value": metric.value(counts),
+                "shown": metric.format(metric.value(counts)),
+                "volume": metric.volume(counts),
+                "volume_label": metric.volume_label,
+                "window_seconds": window,
+            }
+        return out
 
     # ---- judging
 

@@ -288,11 +288,12 @@ def _consumer_lag(app: faust.App) -> dict[tuple[str, int], int]:
 
 
 def status(t: Topology) -> dict[str, Any]:
-    """Per-ISP rates over the last window and the active alerts this worker holds."""
+    """Per ISP, the metrics its rules read over their windows (``Evaluator.metric_status``:
+    the one definition of each), and the active alerts this worker holds."""
     ready, checks = readiness(t.app, t.ingest, silences=t.silences)
-    window = 15 * 60
     isps: dict[str, Any] = {}
     aggregator = ensure_indexed(t)
+    longest = t.engine.config.retention_seconds - t.engine.config.bucket_seconds
     for key in aggregator.aggregation_keys():
         isp, group = parse_key(key)
         if group:
@@ -301,16 +302,13 @@ def status(t: Topology) -> dict[str, Any]:
         end = kb.closed_end()
         if end is None:
             continue
-        counts = kb.window(end - window, end)
-        attempts = counts.attempts or 1
         isps[isp] = {
             "name": t.engine.isp_name(isp),
             "window_end": datetime.fromtimestamp(end, UTC).isoformat(),
-            "window_seconds": window,
-            "attempts": counts.attempts,
-            "soft_bounce_rate": counts.soft / attempts,
-            "hard_bounce_rate": counts.hard / attempts,
-            "deferral_rate": counts.deferred / attempts,
+            # attempts over the longest span any rule reads
+            "attempts": kb.window(end - longest, end).attempts,
+            "attempts_window_seconds": longest,
+            "metrics": t.engine.evaluator.metric_status(kb),
             "late_events": kb.late,
         }
     alerts = [

@@ -180,3 +180,15 @@ def test_a_complaint_alert_carries_its_evidence_and_actions() -> None:
     assert "RFC 8058" in t.recommended_action and "black-friday" in t.recommended_action
     assert "80 complaints / 24,000 delivered" in t.summary
     assert t.top_replies == [] and t.categories == {}
+
+
+def test_status_reports_what_the_rules_read_with_its_meaning() -> None:
+    """/status asks the same definitions: each metric over its rule's window."""
+    kb = buckets_with(1000, 30)
+    shown = Evaluator(load_default_rules()).metric_status(kb)
+    assert set(shown) == {"complaint_rate"}  # the only rule of a per-domain key
+    rate = shown["complaint_rate"]
+    assert rate["value"] == pytest.approx(30 / 24_000)
+    assert (rate["volume"], rate["volume_label"]) == (24_000, "delivered messages")
+    assert rate["definition"] == "spam complaints / delivered messages"
+    assert (rate["window_seconds"], rate["shown"]) == (DAY, "0.12%")
