@@ -63,6 +63,8 @@ class Aggregator:
         #: shows, kept as states are written so that a scrape need not read every state.
         self.firing: dict[str, list[tuple[str, str]]] = {}
         self.duplicates = 0
+        #: Partials merged again in part, their first merge's writes having been cut short.
+        self.repaired = 0
         self.reopened = 0
         self.evaluations = 0
 
@@ -174,16 +176,48 @@ class Aggregator:
 
     def merge(self, partition: int, partial: Partial) -> tuple[list[AlertTransition], int]:
         """Merge one partial; returns the transitions of the catch-up first, and the late
-        attempts (older than the allowed lateness, counted nowhere else)."""
+        attempts (older than the allowed lateness, counted nowhere else).
+
+        A partial the key's offsets already cover is read again after a restart. Its merge
+        wrote one table entry per bucket, and a crash can keep the first of those writes and
+        lose the rest (the changelog keeps a prefix of what was sent); the kept entries carry
+        the merge's offsets, so the key looks merged. Its buckets whose entries do not carry
+        them are merged again here (``repaired``): counted once, whichever writes survived.
+        """
         kb = self.load(partial.key)
         transitions = self.catch_up(kb, partition) or []
         duplicates, reopened = kb.duplicates, kb.reopened
         late = kb.merge(partial, self.watermark(partition))
         merged = kb.duplicates == duplicates
-        self.duplicates += kb.duplicates - duplicates
+        changed: Iterable[int] = partial.buckets
+        if not merged:
+            changed = self._repair(kb, partial)
+            if changed:
+                kb.duplicates -= 1
+            else:
+                self.duplicates += 1
         self.reopened += kb.reopened - reopened
-        self.store(kb, partition, partial.buckets if merged else ())
+        self.store(kb, partition, changed)
         return transitions, late
+
+    def _repair(self, kb: KeyBuckets, partial: Partial) -> list[int]:
+        """Merge the buckets of ``partial`` (covered by the key's offsets) whose stored
+        entries were written before it; returns their starts."""
+        cutoff = kb.late_cutoff()
+        size = kb.config.bucket_seconds
+        missing: dict[int, Counts] = {}
+        for start, counts in partial.buckets.items():
+            if cutoff is not None and start + size <= cutoff:
+                continue  # pruned since, or accepting no counts: nothing to repair
+            stored = self.buckets.get(entry(kb.key, start))
+            offsets = {} if stored is None else stored["o"]
+            if any(r[1] > offsets.get(p, -1) for p, r in partial.sources.items()):
+                missing[start] = counts
+        if missing:
+            self.repaired += 1
+            # No offsets: the key's already cover the partial; only these counts are missing.
+            kb.merge(Partial(partial.key, missing, partial.max_event_time))
+        return sorted(missing)
 
     def tick(self, partition: int) -> list[AlertTransition]:
         transitions: list[AlertTransition] = []

@@ -88,6 +88,12 @@ class WorkerMetrics:
             "Partials already merged (re-sent after a crash) and skipped",
             registry=r,
         )
+        self.partials_repaired = Counter(
+            "bouncewatch_partials_repaired",
+            "Partials read again after a crash whose first merge's table writes were cut "
+            "short: the buckets that missed them were merged (see Aggregator.merge)",
+            registry=r,
+        )
         self.evaluations = Counter(
             "bouncewatch_rule_evaluations",
             "Evaluations of a key's rules (one per key and evaluation pass)",

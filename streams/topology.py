@@ -186,7 +186,7 @@ def _install_aggregate(t: Topology) -> None:
             partition = event.message.partition
             value = event.value
             evaluations, duplicates = aggregator.evaluations, aggregator.duplicates
-            reopened = aggregator.reopened
+            reopened, repaired = aggregator.reopened, aggregator.repaired
             if "tick" in value:
                 await publish(aggregator.tick(partition))
             else:
@@ -206,6 +206,8 @@ def _install_aggregate(t: Topology) -> None:
             metrics.partials_duplicate.inc(aggregator.duplicates - duplicates)
             if aggregator.reopened > reopened:
                 metrics.events_reopened.inc(aggregator.reopened - reopened)
+            if aggregator.repaired > repaired:
+                metrics.partials_repaired.inc(aggregator.repaired - repaired)
 
     @app.timer(  # type: ignore[untyped-decorator]
         interval=t.settings.evaluation_interval, name="evaluation-ticks"
