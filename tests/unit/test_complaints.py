@@ -192,3 +192,20 @@ def test_status_reports_what_the_rules_read_with_its_meaning() -> None:
     assert (rate["volume"], rate["volume_label"]) == (24_000, "delivered messages")
     assert rate["definition"] == "spam complaints / delivered messages"
     assert (rate["window_seconds"], rate["shown"]) == (DAY, "0.12%")
+
+
+def test_a_complaint_with_a_wrong_clock_is_refused_like_an_attempt() -> None:
+    from aggregation.watermark import InputProgress, TimeBounds
+    from delivery.adapters import decode_message
+
+    inputs = InputProgress(TimeBounds())
+    decoded = decode_message((SAMPLES / "sendgrid" / "spamreport.json").read_bytes())
+    sent = decoded.feedback[0].event_time.timestamp()
+    kept, _ = inputs.admit(decoded, "events:0", now=sent - 2 * 3600)  # two hours ahead
+    assert kept.feedback == []
+    (error,) = kept.errors
+    assert error.field == "event_time" and "ahead of the clock" in error.reason
+    assert inputs.refused["ahead"] == 1
+    kept, _ = inputs.admit(decoded, "events:0", now=sent)
+    assert len(kept.feedback) == 1 and kept.errors == []
+    assert inputs.latest("events:0") == sent  # it moves the partition's progress
