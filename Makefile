@@ -45,9 +45,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## The tests not marked integration: no child process, no socket (tests/conftest.py refuses
+## both), so they pass with networking off (`unshare -rn make unit`).
 unit: $(STAMP)
 	$(BIN)/python -m pytest -ra -m "not integration"
 
+## The tests that cross a process boundary: helm, openssl, child Pythons, Kafka, DNS, SMTP.
 integration: $(STAMP)
 	$(BIN)/python -m pytest -ra -m integration
 

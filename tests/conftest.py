@@ -1,4 +1,10 @@
-"""Shared pytest fixtures.
+"""Shared pytest fixtures, and the line between unit and integration tests.
+
+A test marked ``integration`` crosses a process boundary: it runs helm, openssl or Python
+in a child process, or starts or reaches a server (Kafka, DNS, HTTP, SMTP) over a socket.
+Every other test must not: while it runs (fixtures included), starting a process or using
+an internet socket raises ``ProcessBoundaryCrossed``, so ``make unit`` stays self-contained
+and a test that needs more is told to carry the mark.
 
 Kafka: integration tests get a real Apache Kafka 4.x broker, provisioned from Maven Central
 and started once per session on first use (see scripts/kafka_broker.py), or the broker named
@@ -9,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -22,6 +30,69 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import kafka_broker
 
 EXTERNAL_KAFKA_ENV = "BOUNCEWATCH_TEST_KAFKA"
+_INTERNET = (socket.AF_INET, socket.AF_INET6)
+
+
+class ProcessBoundaryCrossed(AssertionError):
+    """A test not marked ``integration`` started a process or used a network socket."""
+
+
+def _refuse(what: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ProcessBoundaryCrossed(
+            f"{what} in a test not marked integration: mark it (pytest.mark.integration) "
+            "or keep it in this process"
+        )
+
+    return refuse
+
+
+def _refuse_internet(name: str) -> Callable[..., Any]:
+    original = getattr(socket.socket, name)
+
+    def guarded(sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
+        # The event loop's own self-pipe is an AF_UNIX socket pair: that stays allowed.
+        if sock.family in _INTERNET:
+            _refuse(f"socket.{name} on {args[0] if args else ''}")()
+        return original(sock, *args, **kwargs)
+
+    return guarded
+
+
+@contextlib.contextmanager
+def _in_process_only(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("integration") is not None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "_execute_child", _refuse("a child process"))
+        for name in ("fork", "posix_spawn", "posix_spawnp"):
+            if hasattr(os, name):
+                patch.setattr(os, name, _refuse(f"os.{name}"))
+        for name in ("connect", "connect_ex", "bind", "sendto"):
+            patch.setattr(socket.socket, name, _refuse_internet(name))
+        yield
+
+
+# Around each phase, so that fixtures of any scope a unit test sets up are held to it too.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    with _in_process_only(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with _in_process_only(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    with _in_process_only(item):
+        yield
+
+
 _KAFKA_USED = pytest.StashKey[str]()
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from .chart import render, rendered_case
+
+# Every test here renders the chart with the helm binary.
+pytestmark = pytest.mark.integration
 
 RULES_A = "rules.inline=rules: []\n"
 RULES_B = "rules.inline=rules: [{name: x}]\n"

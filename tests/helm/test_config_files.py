@@ -22,6 +22,9 @@ from alerts.rules import RulesError, load_rules
 
 from .chart import CASES, Manifest, Rendered, env_of, render, rendered_case, worker
 
+# Every test here renders the chart with the helm binary.
+pytestmark = pytest.mark.integration
+
 #: Environment variable naming the file -> the loader the worker runs on it.
 LOADERS: dict[str, Callable[[Path], Any]] = {
     "BOUNCEWATCH_RULES_FILE": load_rules,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from prometheus_client import generate_latest
 
 from alerts.pipeline import Outcome
@@ -29,10 +30,12 @@ def _configmaps(case: str) -> list[dict[str, object]]:
     ]
 
 
+@pytest.mark.integration  # runs helm
 def test_dashboard_is_off_by_default() -> None:
     assert _configmaps("default") == []
 
 
+@pytest.mark.integration  # runs helm
 def test_dashboard_configmap_for_the_grafana_sidecar() -> None:
     (cm,) = _configmaps("full")
     metadata = cm["metadata"]

@@ -6,6 +6,9 @@ import pytest
 
 from .chart import NAMESPACE, Manifest, Rendered, render, render_text, rendered_case
 
+# Every test here renders the chart with the helm binary.
+pytestmark = pytest.mark.integration
+
 
 def _test_pods(rendered: Rendered) -> list[Manifest]:
     return [

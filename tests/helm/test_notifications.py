@@ -7,7 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from .chart import Manifest, Rendered, env_of, render, render_text, rendered_case, worker
+
+# Every test here renders the chart with the helm binary.
+pytestmark = pytest.mark.integration
 
 NOTIFY_A = "receivers: [{name: ops, slack_configs: [{}]}]\nroute: {receiver: ops}\n"
 NOTIFY_B = "receivers: [{name: oncall, slack_configs: [{}]}]\nroute: {receiver: oncall}\n"

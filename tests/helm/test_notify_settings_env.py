@@ -14,6 +14,9 @@ from schemas.settings import ENV_PREFIX, Settings
 
 from .chart import env_of, render, render_text, worker
 
+# Every test here renders the chart with the helm binary.
+pytestmark = pytest.mark.integration
+
 SMTP = ("smtp.host=relay.internal", "smtp.to=postmaster@example.com", "smtp.security=none")
 
 

@@ -31,7 +31,8 @@ from .dashboard import expressions, load_dashboard, substitute
 ENSURE_PROMTOOL = ROOT / "tests" / "helm" / "ensure_promtool.sh"
 RULES_TEST = Path(__file__).with_name("prometheus-rules-test.yaml")
 #: The first use builds promtool (3 to 8 minutes on two cores): past pytest's 300 s default.
-pytestmark = pytest.mark.timeout(1800)
+# Every test here renders the chart with helm, and some run promtool.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 ALERTS = {
     "BouncewatchWorkerDown",

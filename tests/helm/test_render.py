@@ -27,6 +27,9 @@ from .chart import (
     worker,
 )
 
+# Every test here renders the chart with the helm binary.
+pytestmark = pytest.mark.integration
+
 #: Kinds from CRDs, which kubernetes-validate has no schema for; checked by hand below.
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}  # PrometheusRule: test_prometheus_rules.py
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from .chart import ROOT, render, worker
 
 #: Peak resident memory (MiB) of a worker owning all 8 partitions, RocksDB store, default
@@ -20,6 +22,7 @@ def mebibytes(quantity: str) -> float:
     return float(match[1]) * (1024 if match[2] == "Gi" else 1)
 
 
+@pytest.mark.integration  # runs helm
 def test_default_memory_follows_the_measured_peak() -> None:
     resources = worker(render())["resources"]
     request = mebibytes(resources["requests"]["memory"])

@@ -12,6 +12,9 @@ SECRET_SETTINGS = (
     "BOUNCEWATCH_SLACK_WEBHOOK_URL",
     "BOUNCEWATCH_SMTP_PASSWORD",
 )
+
+# Every test here renders the chart with the helm binary.
+pytestmark = pytest.mark.integration
 MOUNT = "/etc/bouncewatch/secrets"
 
 

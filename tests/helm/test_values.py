@@ -99,6 +99,7 @@ def test_schema_closes_the_top_level() -> None:
     assert set(SCHEMA["properties"]) == set(VALUES) | {"global"}
 
 
+@pytest.mark.integration  # runs helm
 @pytest.mark.parametrize(
     ("setting", "message"),
     [

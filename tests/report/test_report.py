@@ -242,6 +242,7 @@ def test_report_compares_two_rule_sets(two_days: Path) -> None:
     assert page.count("class='grid runs-2'") > 2
 
 
+@pytest.mark.integration  # runs bouncewatch in a child Python
 def test_cli_writes_the_report(tmp_path: Path) -> None:
     events = SCENARIOS / "gmail_throttling_burst.jsonl.gz"
     loose = tmp_path / "loose.yaml"

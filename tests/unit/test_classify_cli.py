@@ -179,6 +179,7 @@ def test_explain_names_the_rule() -> None:
     assert delivered["rule"] == "smtp.2xx"
 
 
+@pytest.mark.integration  # runs bouncewatch in a child Python
 def test_subprocess_mixed_input() -> None:
     ses = as_lines(FORMATS / "ses" / "bounce_permanent.json")[0]
     stdin = "\n".join(

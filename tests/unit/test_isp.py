@@ -1,15 +1,14 @@
-"""ISP resolution (delivery/isp.py, data/isps.yaml) and the MX lookup (delivery/mx_lookup.py).
+"""ISP resolution (delivery/isp.py, data/isps.yaml) and the MX cache (delivery/mx_lookup.py).
 
 Domain samples come from each provider's help and postmaster pages; the MX hosts are the
-shapes those providers publish. DNS tests talk to a stand-in server on a loopback port.
+shapes those providers publish. The DNS queries themselves cross a socket, to a stand-in
+server: tests/integration/test_mx_lookup_dns.py.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,8 @@ from delivery.isp import (
     load_resolver,
     normalize_domain,
 )
-from delivery.mx_lookup import DnsError, MxCache, lookup_mx, system_nameservers
+from delivery.mx_lookup import DnsError, MxCache, system_nameservers
 from delivery.types import Isp
-from tests.support.dns_server import StandInDns, answer
 
 # (recipient domain, expected ISP key)
 CONSUMER_DOMAINS: list[tuple[str, str]] = [
@@ -348,79 +346,7 @@ def test_cache_is_bounded() -> None:
     assert resolver.resolve("gmail.com").key == "gmail"
 
 
-# --- DNS MX lookup against a loopback stand-in server -----------------------------------------
-
-ZONE: dict[str, list[tuple[int, str]]] = {
-    "example-corp.com": [
-        (20, "backup.example.net"),
-        (10, "example-corp-com.mail.protection.outlook.com"),
-    ],
-    "null-mx.example": [(0, "")],
-}
-
-
-def _zone_handler(qid: int, question: bytes, name: str) -> list[bytes]:
-    if name == "servfail.example":
-        return [answer(qid, question, [], rcode=2)]
-    if name == "silent.example":
-        return []
-    if name == "stray.example":
-        # someone else's answer first: the client must wait for its own
-        return [
-            answer((qid + 1) % 65536, question, [(5, "wrong.example")]),
-            answer(qid, question, [(5, "right.example")]),
-        ]
-    if name in ZONE:
-        return [answer(qid, question, ZONE[name])]
-    return [answer(qid, question, [], rcode=3)]
-
-
-@pytest.fixture
-def dns() -> Iterator[StandInDns]:
-    server = StandInDns(_zone_handler)
-    yield server
-    server.close()
-
-
-def test_lookup_mx_sorted_by_preference(dns: StandInDns) -> None:
-    assert lookup_mx("example-corp.com", [dns.address], timeout=1) == [
-        (10, "example-corp-com.mail.protection.outlook.com"),
-        (20, "backup.example.net"),
-    ]
-
-
-def test_lookup_mx_case_insensitive_question(dns: StandInDns) -> None:
-    records = lookup_mx("Example-Corp.COM.", [dns.address], timeout=1)
-    assert records[0][1] == "example-corp-com.mail.protection.outlook.com"
-
-
-def test_lookup_mx_nxdomain_and_null_mx(dns: StandInDns) -> None:
-    assert lookup_mx("missing.example", [dns.address], timeout=1) == []
-    assert lookup_mx("null-mx.example", [dns.address], timeout=1) == []
-
-
-def test_lookup_mx_servfail_raises(dns: StandInDns) -> None:
-    with pytest.raises(DnsError, match="rcode 2"):
-        lookup_mx("servfail.example", [dns.address], timeout=1)
-
-
-def test_lookup_mx_timeout_raises(dns: StandInDns) -> None:
-    with pytest.raises(DnsError):
-        lookup_mx("silent.example", [dns.address], timeout=0.2)
-
-
-def test_lookup_mx_ignores_stray_answers(dns: StandInDns) -> None:
-    assert lookup_mx("stray.example", [dns.address], timeout=1) == [(5, "right.example")]
-
-
-def test_lookup_mx_falls_through_to_next_server(dns: StandInDns) -> None:
-    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    dead.bind(("127.0.0.1", 0))  # bound but never answering
-    try:
-        records = lookup_mx("example-corp.com", [dead.getsockname(), dns.address], timeout=0.2)
-    finally:
-        dead.close()
-    assert records[0][0] == 10
+# --- The MX cache (lookups faked; the DNS client itself: tests/integration/test_mx_lookup_dns.py)
 
 
 def test_system_nameservers(tmp_path: Path) -> None:
@@ -435,20 +361,6 @@ def _wait_idle(cache: MxCache, seconds: float = 3.0) -> None:
     while cache.pending() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert cache.pending() == 0
-
-
-def test_mx_cache_fills_in_background_and_feeds_resolver(dns: StandInDns) -> None:
-    with MxCache(nameservers=[dns.address], timeout=1) as cache:
-        assert cache.get("example-corp.com") is None  # non-blocking: unknown yet
-        _wait_idle(cache)
-        mx = cache.get("example-corp.com")
-        assert mx == "example-corp-com.mail.protection.outlook.com"
-        assert default_resolver().resolve("example-corp.com", mx).key == "microsoft"
-        assert cache.get("missing.example") is None
-        _wait_idle(cache)
-        assert cache.get("missing.example") is None
-    assert dns.queries.count("example-corp.com") == 1
-    assert dns.queries.count("missing.example") == 1  # the negative answer is cached
 
 
 class FakeClock:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from schemas.settings import Settings
 from streams.kafka_client import aiokafka_config, client_config
 
@@ -24,6 +26,7 @@ def test_sasl_settings_reach_both_clients() -> None:
         assert config["sasl_plain_password"] == "pw"
 
 
+@pytest.mark.integration  # runs openssl
 def test_tls_files_for_kafka_python_and_a_context_for_aiokafka(tmp_path: Path) -> None:
     import ssl
     import subprocess

@@ -86,6 +86,7 @@ def test_table_output_and_plain_jsonl(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "authentication-failures" in out and "resolved" in out and "pending" not in out
 
 
+@pytest.mark.integration  # runs scripts/make_scenarios.py in a child Python
 def test_scenario_files_are_current(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[2] / "scripts" / "make_scenarios.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True)
