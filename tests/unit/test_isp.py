@@ -21,7 +21,7 @@ from delivery.isp import (
     load_resolver,
     normalize_domain,
 )
-from delivery.mx_lookup import DnsError, MxCache, system_nameservers
+from delivery.mx_lookup import DnsError, MxCache, make_resolver
 from delivery.types import Isp
 
 # (recipient domain, expected ISP key)
@@ -349,11 +349,15 @@ def test_cache_is_bounded() -> None:
 # --- The MX cache (lookups faked; the DNS client itself: tests/integration/test_mx_lookup_dns.py)
 
 
-def test_system_nameservers(tmp_path: Path) -> None:
+def test_the_resolver_reads_resolv_conf_unless_told_its_servers(tmp_path: Path) -> None:
     conf = tmp_path / "resolv.conf"
     conf.write_text("# comment\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nsearch x\n")
-    assert system_nameservers(conf) == [("10.0.0.2", 53), ("fe80::1", 53)]
-    assert system_nameservers(tmp_path / "absent") == [("127.0.0.1", 53)]
+    servers = make_resolver(resolv_conf=conf).nameservers
+    assert [str(s) for s in servers][:1] == ["10.0.0.2"] and len(servers) == 2
+    assert make_resolver(resolv_conf=tmp_path / "absent").nameservers == ["127.0.0.1"]
+    told = make_resolver([("192.0.2.53", 5353)], timeout=0.5)
+    assert [(s.address, s.port) for s in told.nameservers] == [("192.0.2.53", 5353)]  # type: ignore[union-attr]
+    assert (told.timeout, told.lifetime, told.payload) == (0.5, 1.0, 1232)
 
 
 def _wait_idle(cache: MxCache, seconds: float = 3.0) -> None:
