@@ -21,18 +21,9 @@ if [[ -x "${HELM_BIN}" ]] && "${HELM_BIN}" version --short >/dev/null 2>&1; then
     exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-    for candidate in /usr/local/go/bin/go /usr/lib/go/bin/go; do
-        if [[ -x "${candidate}" ]]; then
-            PATH="$(dirname "${candidate}"):${PATH}"
-            break
-        fi
-    done
-fi
-if ! command -v go >/dev/null 2>&1; then
-    echo "ensure_helm.sh: the go toolchain is needed to install helm (apt-get install golang-go)" >&2
-    exit 1
-fi
+# shellcheck source=scripts/go_install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go_install.sh"
+use_go ensure_helm.sh
 
 major="${HELM_VERSION%%.*}"  # v3
 module="helm.sh/helm/${major}"
@@ -59,13 +50,7 @@ for pkg in pkg/lint/rules pkg/chartutil; do
     ldflags+=" -X ${module}/${pkg}.k8sVersionMinor=${kube_minor}"
 done
 
-mkdir -p "${BIN_DIR}"
-# A temporary GOBIN then a rename, so an interrupted build never leaves a half binary behind.
-tmp_bin="$(mktemp -d "${CACHE_DIR}/helm/.install.XXXXXX")"
-trap 'rm -rf "${tmp_bin}"' EXIT
-CGO_ENABLED=0 GOBIN="${tmp_bin}" GOFLAGS="${GOFLAGS:-} -trimpath" \
-    nice -n 10 go install -ldflags "${ldflags}" "${module}/cmd/helm@${HELM_VERSION}" >&2
-mv -f "${tmp_bin}/helm" "${HELM_BIN}"
+go_install_into "${HELM_BIN}" -ldflags "${ldflags}" "${module}/cmd/helm@${HELM_VERSION}"
 echo "ensure_helm.sh: built in $((SECONDS - start))s" >&2
 "${HELM_BIN}" version --short >&2
 echo "ensure_helm.sh: default Kubernetes version for templates: ${kube_major}.${kube_minor}" >&2

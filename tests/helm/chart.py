@@ -19,7 +19,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "bouncewatch"
-ENSURE_HELM = ROOT / "scripts" / "ensure_helm.sh"
 RELEASE = "bw"
 NAMESPACE = "deliverability"
 #: Kubernetes version the chart is rendered for (the Capabilities helm reports); the
@@ -36,17 +35,24 @@ Manifest = dict[str, Any]
 
 
 @functools.cache
-def helm_binary() -> str:
-    """Path of the helm CLI: $HELM, else scripts/ensure_helm.sh (which prints it)."""
-    env = os.environ.get("HELM", "").strip()
+def tool_binary(variable: str, name: str, timeout: float) -> str:
+    """Path of a Go tool the chart tests run: ``$variable``, else what
+    ``scripts/ensure_<name>.sh`` prints (it builds the tool once and caches it)."""
+    env = os.environ.get(variable, "").strip()
     if env:
         return env
+    script = ROOT / "scripts" / f"ensure_{name}.sh"
     done = subprocess.run(
-        ["bash", str(ENSURE_HELM)], capture_output=True, text=True, check=False, timeout=900
+        ["bash", str(script)], capture_output=True, text=True, check=False, timeout=timeout
     )
     if done.returncode != 0 or not done.stdout.strip():
-        raise RuntimeError(f"scripts/ensure_helm.sh failed:\n{done.stderr}")
+        raise RuntimeError(f"scripts/ensure_{name}.sh failed:\n{done.stderr}")
     return done.stdout.strip().splitlines()[-1]
+
+
+def helm_binary() -> str:
+    """Path of the helm CLI: $HELM, else scripts/ensure_helm.sh (which prints it)."""
+    return tool_binary("HELM", "helm", 900)
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:

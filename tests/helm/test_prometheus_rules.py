@@ -2,7 +2,7 @@
 queries, checked with Prometheus' own promtool.
 
 promtool is the binary named by the PROMTOOL environment variable, or the pinned one that
-tests/helm/ensure_promtool.sh installs (``go install`` through the Go module proxy, cached
+scripts/ensure_promtool.sh installs (``go install`` through the Go module proxy, cached
 like helm). These tests never skip: a missing promtool is a failure.
 
 - ``promtool check rules`` parses every expression and annotation template of the rendered
@@ -15,8 +15,6 @@ like helm). These tests never skip: a missing promtool is a failure.
 
 from __future__ import annotations
 
-import functools
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,13 +23,12 @@ from typing import Any
 import pytest
 import yaml
 
-from .chart import CASES, NAMESPACE, ROOT, render, rendered_case
+from .chart import CASES, NAMESPACE, render, rendered_case, tool_binary
 from .dashboard import expressions, load_dashboard, substitute
 
-ENSURE_PROMTOOL = ROOT / "tests" / "helm" / "ensure_promtool.sh"
 RULES_TEST = Path(__file__).with_name("prometheus-rules-test.yaml")
-#: The first use builds promtool (3 to 8 minutes on two cores): past pytest's 300 s default.
-# Every test here renders the chart with helm, and some run promtool.
+# Every test here renders the chart with helm, and some run promtool, whose first use builds
+# it (3 to 8 minutes on two cores): past pytest's 300 s default.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 ALERTS = {
@@ -46,17 +43,9 @@ ALERTS = {
 }
 
 
-@functools.cache
 def promtool_binary() -> str:
-    env = os.environ.get("PROMTOOL", "").strip()
-    if env:
-        return env
-    done = subprocess.run(
-        ["bash", str(ENSURE_PROMTOOL)], capture_output=True, text=True, check=False, timeout=1800
-    )
-    if done.returncode != 0 or not done.stdout.strip():
-        raise RuntimeError(f"tests/helm/ensure_promtool.sh failed:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
+    """Path of promtool: $PROMTOOL, else scripts/ensure_promtool.sh (which prints it)."""
+    return tool_binary("PROMTOOL", "promtool", 1800)
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -2,9 +2,10 @@
 # Install a pinned promtool (Prometheus' rule checker and unit-test runner) with `go install`
 # through the Go module proxy, into a cache directory that survives between runs, and print
 # the binary's path on stdout. The chart tests call it (tests/helm/test_prometheus_rules.py),
-# as they call scripts/ensure_helm.sh for helm, so CI needs nothing installed beforehand but Go.
+# as they call scripts/ensure_helm.sh for helm, so CI needs nothing installed beforehand but
+# Go; both build through scripts/go_install.sh.
 #
-#   PROMTOOL="$(bash tests/helm/ensure_promtool.sh)" && "$PROMTOOL" --version
+#   PROMTOOL="$(bash scripts/ensure_promtool.sh)" && "$PROMTOOL" --version
 #
 # Reuses the cached binary when it is already there (a cached run takes milliseconds).
 # Environment:
@@ -24,31 +25,16 @@ if [[ -x "${PROMTOOL_BIN}" ]] && "${PROMTOOL_BIN}" --version >/dev/null 2>&1; th
     exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-    for candidate in /usr/local/go/bin/go /usr/lib/go/bin/go; do
-        if [[ -x "${candidate}" ]]; then
-            PATH="$(dirname "${candidate}"):${PATH}"
-            break
-        fi
-    done
-fi
-if ! command -v go >/dev/null 2>&1; then
-    echo "ensure_promtool.sh: the go toolchain is needed to install promtool (apt-get install golang-go)" >&2
-    exit 1
-fi
+# shellcheck source=scripts/go_install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go_install.sh"
+use_go ensure_promtool.sh
 
 echo "ensure_promtool.sh: installing promtool ${PROMTOOL_VERSION} with go install (once; cached in ${BIN_DIR})" >&2
 start=${SECONDS}
-mkdir -p "${BIN_DIR}"
-# A temporary GOBIN then a rename, so an interrupted build never leaves a half binary behind.
-tmp_bin="$(mktemp -d "${CACHE_DIR}/promtool/.install.XXXXXX")"
-trap 'rm -rf "${tmp_bin}"' EXIT
 # remove_all_sd: leave out the service-discovery plugins (AWS, Azure, Kubernetes, ...), which
 # `check rules` and `test rules` never use and which are most of the build time.
-CGO_ENABLED=0 GOBIN="${tmp_bin}" GOFLAGS="${GOFLAGS:-} -trimpath" \
-    nice -n 10 go install -tags remove_all_sd -ldflags "-s -w" \
-    "github.com/prometheus/prometheus/cmd/promtool@${PROMTOOL_VERSION}" >&2
-mv -f "${tmp_bin}/promtool" "${PROMTOOL_BIN}"
+go_install_into "${PROMTOOL_BIN}" -tags remove_all_sd -ldflags "-s -w" \
+    "github.com/prometheus/prometheus/cmd/promtool@${PROMTOOL_VERSION}"
 echo "ensure_promtool.sh: built in $((SECONDS - start))s" >&2
 "${PROMTOOL_BIN}" --version >&2
 echo "${PROMTOOL_BIN}"
