@@ -53,7 +53,7 @@ from schemas.durations import Duration
 
 # Re-exported: the renderers read format_duration from here.
 from schemas.durations import format_duration as format_duration
-from schemas.settings import Settings, SmtpSecurity
+from schemas.settings import LogRetention, Settings, SmtpSecurity
 
 # --- Matchers -------------------------------------------------------------------------------
 
@@ -326,11 +326,6 @@ def _inherit(node: Route, parent: RouteOptions) -> RouteOptions:
     )
 
 
-#: The shortest notification-log retention accepted: it must outlast any re-consumption of
-#: the alert topic after a crash, or a replayed transition would be news again.
-MIN_LOG_RETENTION = timedelta(hours=1)
-
-
 class NotifyConfig(BaseModel):
     """The whole notifications file."""
 
@@ -338,20 +333,13 @@ class NotifyConfig(BaseModel):
 
     receivers: list[Receiver]
     route: Route
-    notification_log_retention: Duration = Field(
+    notification_log_retention: LogRetention = Field(
         default=timedelta(days=7),
         description=(
             "How long the notification log remembers an alert once its incident resolved "
             "(or it was last heard of, when it never fired); at least 1h"
         ),
     )
-
-    @field_validator("notification_log_retention")
-    @classmethod
-    def _long_enough(cls, value: timedelta) -> timedelta:
-        if value < MIN_LOG_RETENTION:
-            raise ValueError(f"must be at least {format_duration(MIN_LOG_RETENTION)}")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifyConfig:

@@ -12,14 +12,29 @@ import os
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.durations import Duration, format_duration
 
 ENV_PREFIX = "BOUNCEWATCH_"
+
+#: The shortest notification-log retention accepted: it must outlast any re-consumption of
+#: the alert topic after a crash, or a replayed transition would be news again.
+MIN_LOG_RETENTION = timedelta(hours=1)
+
+
+def _long_enough(value: timedelta) -> timedelta:
+    if value < MIN_LOG_RETENTION:
+        raise ValueError(f"must be at least {format_duration(MIN_LOG_RETENTION)}")
+    return value
+
+
+#: How long the notification log remembers an alert: the setting's type and the
+#: notifications file's (``alerts.routing``), with the one lower bound.
+LogRetention = Annotated[Duration, AfterValidator(_long_enough)]
 
 
 class SecurityProtocol(StrEnum):
@@ -214,7 +229,7 @@ class Settings(BaseSettings):
         description="YAML of receivers and routes; unset: one route from the Slack/SMTP settings",
     )
 
-    notification_log_retention: Duration = Field(
+    notification_log_retention: LogRetention = Field(
         default=timedelta(days=7),
         description="Without a notifications file: how long the notification log remembers an "
         "alert once its incident resolved (`12h`, `7d`; at least 1h); a file sets its own "
@@ -307,16 +322,6 @@ class Settings(BaseSettings):
     def _known_store(cls, value: str) -> str:
         if value.split("://", 1)[0] not in {"memory", "rocksdb", "aerospike"} or "://" not in value:
             raise ValueError("must be a Faust store URL such as memory:// or rocksdb://")
-        return value
-
-    @field_validator("notification_log_retention")
-    @classmethod
-    def _retention(cls, value: timedelta) -> timedelta:
-        # Imported here: alerts sits above schemas (alerts.routing imports this module).
-        from alerts.routing import MIN_LOG_RETENTION
-
-        if value < MIN_LOG_RETENTION:
-            raise ValueError(f"must be at least {format_duration(MIN_LOG_RETENTION)}")
         return value
 
     @field_validator("kafka_bootstrap_servers")
