@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -95,6 +95,12 @@ class DeliveryMetrics:
     def _value(self, name: str, integration: str, outcome: Outcome) -> float:
         labels = {"integration": integration, "outcome": outcome.value}
         return self.registry.get_sample_value(name, labels) or 0.0
+
+
+class CheckpointError(Exception):
+    """The notification log could not be made durable after a delivery (Kafka gone, the
+    worker stopping). Raised out of the notifier: the agent stops, and the restarted one
+    repeats at most that message."""
 
 
 # --- Outbox ---------------------------------------------------------------------------------
@@ -370,6 +376,7 @@ class Notifier:
         grouper: Grouper | None = None,
         outbox: Outbox | None = None,
         metrics: DeliveryMetrics | None = None,
+        checkpoint: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.senders = dict(senders)
@@ -389,6 +396,10 @@ class Notifier:
         self._repeat: dict[str, timedelta | None] = {}
         self._last_gc: datetime | None = None
         self._lock = asyncio.Lock()
+        #: Awaited after each delivered message, before the next is sent: the Faust layer
+        #: writes the notification log there and waits until Kafka has it, so a crash can
+        #: repeat only the message in flight (README, "Notifications").
+        self.checkpoint = checkpoint
 
     # --- entry points --------------------------------------------------------------------
 
@@ -531,6 +542,9 @@ class Notifier:
                     self._failed(item, transitions, delivery, exc, now)
                     return exc.retryable
                 self._record(integration.key, delivery, thread, now)
+                await self._checkpoint()
+        except CheckpointError:
+            raise  # the message went out: setting it aside would hide that it did
         except Exception as exc:
             # Anything else will fail the same way on every tick: retrying it would raise
             # out of every call and stop the whole outbox behind it.
@@ -538,6 +552,14 @@ class Notifier:
             return False
         self.outbox.remove(item.id)
         return False
+
+    async def _checkpoint(self) -> None:
+        if self.checkpoint is None:
+            return
+        try:
+            await self.checkpoint()
+        except Exception as exc:
+            raise CheckpointError(f"{type(exc).__name__}: {exc}") from exc
 
     def _messages(self, key: str, transitions: list[AlertTransition]) -> list[Delivery]:
         """Split transitions by the thread they belong under; new threads first."""

@@ -11,8 +11,9 @@ agent). Every worker reads all silences (streams.silences).
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,8 @@ class PartitionNotifiers:
         self._table = table
         self._by_partition: dict[int, Notifier] = {}
         self._generation = -1
+        #: Waits until every table write made so far is in Kafka (the producer's flush).
+        self.flush: Callable[[], Awaitable[None]] | None = None
         #: Shared by every partition's notifier, so the exported counters add up.
         self.metrics = metrics
 
@@ -66,6 +69,7 @@ class PartitionNotifiers:
         notifier = self._by_partition.get(partition)
         if notifier is None:
             notifier = self._by_partition[partition] = self._make()
+            notifier.checkpoint = functools.partial(self.checkpoint, partition, notifier)
             prefix = f"{partition}|"
             notifier.restore(
                 (key[len(prefix) :], value)
@@ -81,6 +85,17 @@ class PartitionNotifiers:
                 self._table.pop(name, None)
             else:
                 self._table[name] = value
+
+    async def checkpoint(self, partition: int, notifier: Notifier) -> None:
+        """Write what ``notifier`` changed and wait until Kafka has it.
+
+        The notifier calls it after each delivered message: a receiver cannot join a Kafka
+        transaction, so what a crash can repeat is what was delivered and not yet in the
+        changelog. Recorded one message at a time, that is the one message in flight.
+        """
+        self.save(partition, notifier)
+        if self.flush is not None:
+            await self.flush()
 
     def set_aside(self) -> list[dict[str, Any]]:
         """Outbox items an unexpected error set aside, on the partitions this worker holds."""
@@ -118,6 +133,11 @@ def install_notify(
         return Notifier(config, senders, silences=silences, metrics=notifiers.metrics)
 
     notifiers = PartitionNotifiers(make, state, metrics)
+
+    async def flush() -> None:
+        await app.producer.flush()
+
+    notifiers.flush = flush
 
     @app.agent(alerts_topic, name="route")
     async def route(stream: faust.StreamT[dict[str, Any]]) -> None:
