@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -27,6 +28,8 @@ class Inbox:
         self._lock = threading.Lock()
         self._messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        #: time.monotonic() of each accepted mail, in the order of ``messages``.
+        self.accepted_at: list[float] = []
         #: Seconds the "250" answer to each accepted mail is held back.
         self.hold = 0.0
         #: Mails accepted whose answer is being held back, now.
@@ -38,6 +41,7 @@ class Inbox:
         with self._lock:
             self._messages.append(parsed)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.accepted_at.append(time.monotonic())
             hold = self.hold
             if hold:
                 self.in_flight += 1
