@@ -37,10 +37,9 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Final, Self
 
-from bouncewatch.broker_probe import free_loopback_ports, serves_kafka
+from bouncewatch.broker_process import BrokerProcess, free_loopback_ports, serves_kafka
 
 __all__ = [
     "FAUST_SETTINGS",
@@ -137,7 +136,7 @@ def _binary_version(binary: Path) -> str:
     return "unknown"
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(BrokerProcess):
     """A single-node, memory-only Kafka-compatible broker in a child process.
 
     Use as a context manager, or call ``start()`` and ``stop()``. ``stop()`` is also
@@ -146,6 +145,7 @@ class EmbeddedBroker:
     """
 
     name: Final = _BINARY_NAME
+    error = EmbeddedBrokerError
 
     def __init__(
         self,
@@ -158,42 +158,24 @@ class EmbeddedBroker:
         stop_timeout: float = 5.0,
         cluster_id: str = "bouncewatch-dev",
     ) -> None:
+        super().__init__(host)
         self._binary = binary
-        self._host = host
         self._requested_port = port
         self._requested_log_dir = log_dir
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._cluster_id = cluster_id
-        self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._own_log_dir: Path | None = None
         self._log_path: Path | None = None
-        self._port: int | None = None
         self._version: str | None = None
-        self.startup_seconds: float | None = None
 
     # -- public surface -------------------------------------------------------------------
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """``host:port`` for Kafka clients (kafka-python, aiokafka)."""
-        return f"{self._host}:{self._require_port()}"
 
     @property
     def broker_url(self) -> str:
         """The broker URL in the form Faust's ``broker`` setting takes."""
         return f"kafka://{self.bootstrap_servers}"
-
-    @property
-    def port(self) -> int:
-        return self._require_port()
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise EmbeddedBrokerError("the embedded broker is not running")
-        return self._proc.pid
 
     @property
     def version(self) -> str:
@@ -204,10 +186,6 @@ class EmbeddedBroker:
     @property
     def log_path(self) -> Path | None:
         return self._log_path
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> Self:
         if self._proc is not None:
@@ -255,27 +233,11 @@ class EmbeddedBroker:
         text = self._log_path.read_text(encoding="utf-8", errors="replace")
         return "\n".join(_ANSI_ESCAPE.sub("", text).splitlines()[-lines:])
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         where = f"{self._host}:{self._port}" if self._port else "not started"
         return f"<EmbeddedBroker {self.name} {where} pid={getattr(self._proc, 'pid', None)}>"
 
     # -- internals ------------------------------------------------------------------------
-
-    def _require_port(self) -> int:
-        if self._port is None:
-            raise EmbeddedBrokerError("the embedded broker is not started")
-        return self._port
 
     def _resolve_binary(self) -> Path:
         if self._binary is None:

@@ -6,8 +6,8 @@ reach that carries Kafka), are cached per version, and run straight from that cl
 tarball, no shell wrappers, no Docker.
 
 As a module (stdlib only, so it works before the project's venv exists; the Kafka protocol
-probe and the port helpers are ``bouncewatch/broker_probe.py``, shared with the embedded
-broker)::
+probe, the port helpers and the child-process surface are ``bouncewatch/broker_process.py``,
+shared with the embedded broker)::
 
     from kafka_broker import KafkaBroker
     with KafkaBroker() as broker:
@@ -43,14 +43,14 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import IO, Self
 
 try:
-    from bouncewatch.broker_probe import free_loopback_ports, live_brokers
+    from bouncewatch.broker_process import BrokerProcess, free_loopback_ports, live_brokers
 except ImportError:  # run as a script from a checkout, before the project is installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bouncewatch.broker_probe import free_loopback_ports, live_brokers
+    from bouncewatch.broker_process import BrokerProcess, free_loopback_ports, live_brokers
 
 DEFAULT_KAFKA_VERSION = "4.4.0"
 # Not "scripts/kafka/": with scripts/ on sys.path (tests, mypy) such a directory is a
@@ -299,13 +299,15 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
 
 
-class KafkaBroker:
+class KafkaBroker(BrokerProcess):
     """A single-node KRaft broker+controller in a fresh temporary directory.
 
     ``start()`` (or ``with``) provisions the jars if needed, formats storage, launches the
     JVM in its own process group and returns once the broker is registered and serving.
     ``stop()`` ends exactly that process (SIGTERM, then SIGKILL) and deletes the directory.
     """
+
+    error = KafkaBrokerError
 
     def __init__(
         self,
@@ -317,32 +319,18 @@ class KafkaBroker:
         startup_timeout: float = STARTUP_TIMEOUT_S,
         die_with_parent: bool = True,
     ) -> None:
+        super().__init__()
         self.version = version or (version_of_libs(libs) if libs else kafka_version())
         self._libs = libs
         self._jvm_opts = jvm_opts
         self._extra_config = dict(extra_config or {})
         self._startup_timeout = startup_timeout
         self._die_with_parent = die_with_parent
-        self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._workdir: Path | None = None
-        self._port: int | None = None
         self.controller_port: int | None = None
-        self.startup_seconds: float | None = None
 
     # -- public surface
-
-    @property
-    def bootstrap_servers(self) -> str:
-        if self._port is None:
-            raise KafkaBrokerError("broker not started")
-        return f"127.0.0.1:{self._port}"
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise KafkaBrokerError("broker not started")
-        return self._proc.pid
 
     @property
     def workdir(self) -> Path:
@@ -353,10 +341,6 @@ class KafkaBroker:
     @property
     def log_path(self) -> Path:
         return self.workdir / "broker.log"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -402,17 +386,6 @@ class KafkaBroker:
     def kill(self) -> None:
         """SIGKILL the broker at once (no controlled shutdown), then remove its directory."""
         self._cleanup(kill=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.bootstrap_servers if self._port else "not started"

@@ -12,7 +12,7 @@ import kafka_broker
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bouncewatch.broker_probe import live_brokers
+from bouncewatch.broker_process import live_brokers
 
 pytestmark = pytest.mark.integration
 

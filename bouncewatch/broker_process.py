@@ -1,9 +1,12 @@
-"""Kafka protocol probes and loopback socket helpers for the brokers bouncewatch starts.
+"""What the two broker launchers share: the child-process surface, Kafka protocol probes,
+and loopback ports.
 
-Both launchers use it: ``bouncewatch.embedded_broker`` (Tansu, for ``bouncewatch dev``) and
-``scripts/kafka_broker.py`` (Apache Kafka, for the tests and benchmarks). An accepted TCP
-connection does not prove that a broker serves Kafka requests, so each asks the broker
-itself, with just enough of the wire protocol to do so.
+``bouncewatch.embedded_broker`` (Tansu, for ``bouncewatch dev``) and
+``scripts/kafka_broker.py`` (Apache Kafka, for the tests and benchmarks) each run a broker
+as a child process on a loopback port; :class:`BrokerProcess` is what a caller sees of
+either. An accepted TCP connection does not prove that a broker serves Kafka requests, so
+each launcher asks the broker itself (:func:`serves_kafka`, :func:`live_brokers`), with just
+enough of the wire protocol to do so.
 
 Standard library only: ``scripts/kafka_broker.py`` imports it before the project's
 virtualenv exists.
@@ -13,8 +16,70 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+from types import TracebackType
+from typing import Self
 
-__all__ = ["api_versions", "free_loopback_ports", "live_brokers", "serves_kafka"]
+__all__ = [
+    "BrokerProcess",
+    "api_versions",
+    "free_loopback_ports",
+    "live_brokers",
+    "serves_kafka",
+]
+
+
+class BrokerProcess:
+    """A broker in a child process on a loopback port: its address, its PID, whether it
+    runs, and ``with`` (start, then stop however the block ends). Subclasses launch it."""
+
+    #: The launcher's own error, raised when asked for what only a started broker has.
+    error: type[Exception] = RuntimeError
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None
+        self.startup_seconds: float | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` for Kafka clients (kafka-python, aiokafka)."""
+        return f"{self._host}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise self.error("the broker is not started")
+        return self._port
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise self.error("the broker is not running")
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
 
 _API_METADATA = 3
 _API_VERSIONS = 18
