@@ -42,11 +42,21 @@ def dead_letter(
     fields = ",".join(sorted({error.field for error in errors if error.field}))
     formats = ",".join(sorted({error.format for error in errors if error.format}))
     headers = [
-        ("bouncewatch-error", reasons.encode()[:MAX_REASON_BYTES]),
-        ("bouncewatch-error-fields", fields.encode()),
-        ("bouncewatch-format", formats.encode()),
+        ("bouncewatch-error", _header(reasons, MAX_REASON_BYTES)),
+        ("bouncewatch-error-fields", _header(fields, MAX_REASON_BYTES)),
+        ("bouncewatch-format", _header(formats, MAX_REASON_BYTES)),
         ("bouncewatch-bad-items", ",".join(str(e.index) for e in errors).encode()),
         ("bouncewatch-counted", str(counted).encode()),
         ("bouncewatch-source", f"{topic}/{partition}/{offset}".encode()),
     ]
     return DeadLetter(key=key, value=value, headers=headers)
+
+
+def _header(text: str, limit: int) -> bytes:
+    """``text`` as a UTF-8 header of at most ``limit`` bytes that decodes as UTF-8.
+
+    Reasons quote the input (a field named as it was sent), so they may hold unpaired
+    surrogates, which are escaped; the cut falls between characters, never inside one.
+    """
+    encoded = text.encode("utf-8", "backslashreplace")[:limit]
+    return encoded.decode("utf-8", "ignore").encode()
