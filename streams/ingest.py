@@ -335,14 +335,16 @@ class IngestConsumer:
             decoded, chunk = reader.read(value, source, record.offset)
             if decoded.errors:
                 for error in decoded.errors:
-                    self.metrics.invalid_events.labels(error.field or "").inc()
+                    field_label = self.metrics.invalid_field(error.field)
+                    self.metrics.invalid_events.labels(field_label).inc()
                 batch.dead_bytes += len(value)
                 batch.dead.append(
                     dead_letter(
                         key=record.key,
                         value=value,
                         errors=decoded.errors,
-                        counted=len(decoded.events),
+                        # Feedback (complaints) is counted too: the header says all of it.
+                        counted=len(decoded.events) + len(decoded.feedback),
                         topic=tp.topic,
                         partition=tp.partition,
                         offset=record.offset,

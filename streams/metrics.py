@@ -6,6 +6,7 @@ and live in this same registry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,13 @@ from alerts.pipeline import DeliveryMetrics
 # scrape renders (events by format, outcome and ISP alone are a few hundred series) for a
 # value Prometheus ignores unless told otherwise.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: Distinct ``field`` labels of ``bouncewatch_invalid_events``; later new ones count as "other".
+INVALID_FIELD_LABELS = 100
+#: A field name as the adapters and schemas spell one: dotted words, list indexes.
+_WORD = r"[A-Za-z_][A-Za-z0-9_-]{0,39}"
+_FIELD_NAME = re.compile(rf"{_WORD}(\.{_WORD}|\[[0-9]+\])*")
+_INDEX = re.compile(r"\[[0-9]+\]")
 
 
 @dataclass
@@ -48,6 +56,7 @@ class WorkerMetrics:
             ["field"],
             registry=r,
         )
+        self._invalid_fields: set[str] = set()
         self.late_events = Counter(
             "bouncewatch_late_events",
             "Attempts older than the allowed lateness: counted here, not in any bucket",
@@ -135,6 +144,27 @@ class WorkerMetrics:
             ["integration"],
             registry=r,
         )
+
+    def invalid_field(self, name: str | None) -> str:
+        """The ``field`` label for an error naming ``name``.
+
+        The name comes from the input: an unknown key of a hostile or broken producer is
+        named as it was sent, bytes and all. As a label it would carry those bytes into
+        /metrics and add a series per key, without bound. So only names shaped like a field
+        are kept, list indexes folded (``recipients[]``), and at most
+        ``INVALID_FIELD_LABELS`` of them; anything else is "other" (the dead letter's
+        headers still name it).
+        """
+        if not name:
+            return ""
+        label = _INDEX.sub("[]", name) if _FIELD_NAME.fullmatch(name) and len(name) <= 80 else ""
+        if not label:
+            return "other"
+        if label not in self._invalid_fields:
+            if len(self._invalid_fields) >= INVALID_FIELD_LABELS:
+                return "other"
+            self._invalid_fields.add(label)
+        return label
 
     def set_outbox(self, sizes: Mapping[str, int]) -> None:
         self.outbox.clear()
