@@ -160,7 +160,8 @@ Sample = tuple[str, dict[str, str], float]
 def parse_prometheus(text: str) -> list[Sample]:
     """The samples of a Prometheus text exposition (enough of the format for our metrics)."""
     out = []
-    for line in text.splitlines():
+    # Lines end at "\n" only: a label value may hold U+2028 or U+0085 (splitlines splits there).
+    for line in text.split("\n"):
         if not line or line.startswith("#"):
             continue
         head, _, value = line.rpartition(" ")
