@@ -86,7 +86,11 @@ def _duration(seconds: float) -> str:
 def _fmt(value: float | None, is_rate: bool) -> str:
     if value is None:
         return "n/a"
-    return f"{value * 100:.1f}%" if is_rate else f"{value:,.0f}"
+    if not is_rate:
+        return f"{value:,.0f}"
+    # two decimals under 1 %, as alerts show them: complaint rates live there
+    percent = value * 100
+    return f"{percent:.2f}%" if 0 < abs(percent) < 1 else f"{percent:.1f}%"
 
 
 def _group(group: dict[str, str]) -> str:
@@ -256,7 +260,7 @@ SCRIPT = r"""
 """
 
 
-def _evidence(incident: Incident, is_rate: bool) -> str:
+def _evidence(incident: Incident, is_rate: bool, volume_label: str = "attempts") -> str:
     ev = incident.evidence()
     rows = [
         f"<details id='{_esc(incident.id)}'><summary><span class='sev-{_esc(incident.severity)}'>"
@@ -272,7 +276,7 @@ def _evidence(incident: Incident, is_rate: bool) -> str:
         limit = f"baseline {_fmt(ev.baseline, is_rate)}"
     rows.append(
         f"<p>{_esc(ev.summary)}</p><p>value {_esc(_fmt(ev.value, is_rate))} ({_esc(limit)}) over "
-        f"{_esc(format_duration(ev.window_seconds))}, {ev.attempts:,} attempts; firing for "
+        f"{_esc(format_duration(ev.window_seconds))}, {ev.attempts:,} {volume_label}; firing for "
         f"{_esc(_duration(incident.firing_seconds()))}; cause "
         f"{_esc(ev.cause.value if ev.cause else 'n/a')}</p>"
     )
@@ -317,11 +321,11 @@ def _card(chart: Chart | str, run_label: str) -> str:
         levels = ", ".join(f"{k} {s.comparison} {_fmt(v, s.is_rate)}" for k, v in s.levels.items())
     sub = (
         f"{_esc(s.metric_label)} over {_esc(format_duration(s.window_seconds))}, "
-        f"min {s.min_attempts:,} attempts; {_esc(levels)}"
+        f"min {s.min_attempts:,} {s.volume_label}; {_esc(levels)}"
         f"{'; judged by its Wilson 95% bound' if s.confidence == 'wilson' else ''}; "
         f"one point per {_esc(format_duration(s.step_seconds))} (highest value)"
     )
-    evidence = "".join(_evidence(i, s.is_rate) for i in chart.incidents)
+    evidence = "".join(_evidence(i, s.is_rate, s.volume_label) for i in chart.incidents)
     if len(chart.incidents) > 5:
         evidence = f"<details><summary>{len(chart.incidents)} alerts</summary>{evidence}</details>"
     title = f"{s.rule}{_group(s.group)}"

@@ -143,6 +143,8 @@ class RuleSeries:
     values: list[float | None] = field(default_factory=list)  # highest value in the bin
     baselines: list[float | None] = field(default_factory=list)  # spike rules
     attempts: list[int] = field(default_factory=list)  # attempts in the bin
+    #: What the volume (``min_attempts``, ``attempts``) counts: attempts, or delivered.
+    volume_label: str = "attempts"
 
 
 def _prefix(values: Sequence[int]) -> list[int]:
@@ -203,6 +205,7 @@ def rule_series(
         is_rate=metric.is_rate,
         window_seconds=rule.window,
         min_attempts=rule.min_attempts,
+        volume_label="delivered" if volume_column else "attempts",
         levels=thresholds,
         comparison=getattr(rule, "comparison", ">="),
         confidence=rule.confidence,

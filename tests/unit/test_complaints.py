@@ -209,3 +209,26 @@ def test_a_complaint_with_a_wrong_clock_is_refused_like_an_attempt() -> None:
     kept, _ = inputs.admit(decoded, "events:0", now=sent)
     assert len(kept.feedback) == 1 and kept.errors == []
     assert inputs.latest("events:0") == sent  # it moves the partition's progress
+
+
+def test_the_backtest_report_charts_complaint_rates_over_delivered() -> None:
+    from alerts.replay import FEEDBACK, Observation
+    from alerts.report.series import count, rule_series
+
+    rules = load_default_rules()
+    ok = default_classifier().classify(250, None, "ok", None)
+    deferred = default_classifier().classify(421, "4.7.0", "try later", None)
+    # two days of 10 delivered and 10 deferred a minute, and 12 complaints on the second day
+    obs = [Observation(6.0 * i, "yahoo", ok, 250, None, "", None, "d.example", None)
+           for i in range(28_800)]  # fmt: skip
+    # deferrals are attempts, not deliveries: they must not dilute the complaint rate
+    obs += [Observation(6.0 * i + 1, "yahoo", deferred, 421, "4.7.0", "try later", None,
+                        "d.example", None) for i in range(28_800)]  # fmt: skip
+    obs += [Observation(DAY + 3600.0 * i + 2, "yahoo", FEEDBACK, None, None, "", None,
+                        "d.example", None, True, "spring") for i in range(12)]  # fmt: skip
+    obs.sort(key=lambda o: o.t)
+    rule = next(r for r in rules.rules if r.name == "complaint-rate")
+    series = rule_series(count(obs, [rules]), rule, "isp=yahoo", 10_000)
+    assert series is not None and series.volume_label == "delivered"
+    last = [v for v in series.values if v is not None][-1]
+    assert last == pytest.approx(12 / 14_400)  # the last day's complaints / its deliveries
