@@ -84,7 +84,10 @@ class _Rule(BaseModel):
     metric: str = Field(description="soft_bounce_rate, category_rate(throttled), ...")
     window: Duration = Field(default=900, gt=0)
     min_attempts: int = Field(
-        default=100, ge=0, description="Attempts needed in the window for the rule to judge"
+        default=100,
+        ge=0,
+        description="The volume needed in the window for the rule to judge: attempts, or "
+        "delivered messages for complaint metrics (the rate's denominator, Metric.volume)",
     )
     confidence: Literal["none", "wilson"] = Field(
         default="none",
