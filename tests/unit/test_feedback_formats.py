@@ -273,3 +273,16 @@ def test_the_benchmark_complaint_records_are_each_one_complaint() -> None:
     assert sorted(set(formats)) == ["arf", "kumomta", "mailgun", "postmark", "sendgrid", "ses"]
     mixed = traffic.interleave(traffic.batches(events, 100), records)
     assert len(mixed) == 24 and mixed[1] == records[0] and mixed[-1] == records[-1]
+
+
+@pytest.mark.parametrize("command", ["replay", "classify"])
+def test_format_help_comes_from_the_registry(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from delivery.adapters import REGISTRY
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for fmt in REGISTRY:
+        assert f"{fmt.name}: {' '.join(fmt.summary.split())}" in text, fmt.name
