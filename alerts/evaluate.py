@@ -77,6 +77,7 @@ class Evaluator:
         self._names = isp_names
         self._top = top_replies
         self._by_key: dict[str, list[AnyRule]] = {}
+        self._key_info: dict[str, tuple[str, dict[str, str], list[tuple[AnyRule, str]]]] = {}
 
     def isp_name(self, isp: str) -> str:
         """The ISP's display name: the resolver's (``delivery/data/isps.yaml``, with the
@@ -93,8 +94,17 @@ class Evaluator:
 
     def fingerprints_for(self, key: str) -> dict[str, str]:
         """Rule name → fingerprint of every alert this key can raise."""
-        isp, group = parse_key(key)
-        return {rule.name: fingerprint(rule.name, isp, group) for rule in self.rules_for_key(key)}
+        return {rule.name: fp for rule, fp in self._key_rules(key)[2]}
+
+    def _key_rules(self, key: str) -> tuple[str, dict[str, str], list[tuple[AnyRule, str]]]:
+        """The key's ISP, group labels, and rules with their alerts' fingerprints: worked out
+        once per key, as a month's replay evaluates each key tens of thousands of times."""
+        known = self._key_info.get(key)
+        if known is None:
+            isp, group = parse_key(key)
+            rules = [(r, fingerprint(r.name, isp, group)) for r in self.rules_for_key(key)]
+            known = self._key_info[key] = (isp, group, rules)
+        return known
 
     def evaluate(
         self,
@@ -115,14 +125,13 @@ class Evaluator:
                 f"({buckets.watermark}); call KeyBuckets.advance first"
             )
         key = buckets.key
-        isp, group = parse_key(key)
+        isp, group, rules = self._key_rules(key)
         end = align_down(eval_time, buckets.config.bucket_seconds)
         cache: dict[tuple[int, int], Counts] = {}
         transitions: list[AlertTransition] = []
         new_states = dict(states)
         repeat_default = self.rules.settings.repeat_interval
-        for rule in self.rules_for_key(key):
-            fp = fingerprint(rule.name, isp, group)
+        for rule, fp in rules:
             record = states.get(fp)
             if record is None:
                 record = AlertStateRecord(fp, rule.name, key)
@@ -195,9 +204,13 @@ class Evaluator:
         current = self._window(kb, end - rule.window, end, cache)
         value = metric.value(current)
         holding = record.state in (AlertState.PENDING, AlertState.FIRING)
+        volume = metric.volume(current)
+        if not holding and volume < max(rule.min_attempts, 1):
+            # Below the volume guard no level can hold: the verdict the full judgement below
+            # reaches, without its bounds and baseline (most evaluations of a quiet key).
+            return Judgement(None, value, value, volume)
         held = severity_rank(record.severity) if holding else 0
         levels = sorted(rule.base_thresholds().items(), key=lambda lv: -severity_rank(lv[0]))
-        volume = metric.volume(current)
         if isinstance(rule, ThresholdRule):
             rising = rule.comparison in (">", ">=")
             judged = self._judged(rule, metric, current, rising)
