@@ -33,6 +33,8 @@ from delivery.classify import ReplyClassifier, default_classifier, load_classifi
 from delivery.isp import IspResolver, load_resolver
 from delivery.mx_lookup import MxCache
 from delivery.types import Classification
+from hygiene.core import HygieneRules, hash_key_from_settings, rules_from_settings
+from hygiene.observe import Observer
 from schemas.event import DeliveryEvent, FeedbackEvent
 from schemas.settings import Settings
 from schemas.vocabulary import Category
@@ -67,6 +69,12 @@ class Engine:
     mx_cache: MxCache | None = None
     #: How far an event's time may stray from the present (``aggregation.watermark``).
     time_bounds: TimeBounds = field(default_factory=TimeBounds)
+    #: List hygiene's rules (``BOUNCEWATCH_HYGIENE``), None when it is off.
+    hygiene: HygieneRules | None = None
+    #: Key of the HMAC that stands for addresses (``BOUNCEWATCH_SUPPRESSION_HASH_KEY``).
+    hygiene_hash_key: bytes | None = None
+    #: Partitions of the recipients topic (the observations' partitioning).
+    recipient_partitions: int = 1
     config: AggregationConfig = field(init=False)
     evaluator: Evaluator = field(init=False)
 
@@ -106,6 +114,9 @@ class Engine:
             if settings.mx_lookup and mx_lookup
             else None,
             time_bounds=TimeBounds(settings.max_event_ahead, settings.max_event_behind),
+            hygiene=rules_from_settings(settings) if settings.hygiene else None,
+            hygiene_hash_key=hash_key_from_settings(settings),
+            recipient_partitions=settings.topic_partitions,
         )
 
     def isp_name(self, key: str) -> str:
@@ -152,6 +163,12 @@ class Engine:
                 self._reply_keys, parts, reply_key(code, enhanced, text), REPLY_KEY_CACHE_SIZE
             )
         return key
+
+    def observer(self) -> Observer | None:
+        """A collector of hygiene observations for one batch, None with hygiene off."""
+        if self.hygiene is None:
+            return None
+        return Observer(self.hygiene, self.recipient_partitions, self.hygiene_hash_key)
 
     def builder(self) -> PartialBuilder:
         return PartialBuilder(
@@ -212,10 +229,20 @@ class EventGroups:
     events differing in one nobody reads fall in one group.
     """
 
-    __slots__ = ("_engine", "_labels", "bucket_seconds", "feedback", "groups", "replies")
+    __slots__ = (
+        "_engine",
+        "_labels",
+        "bucket_seconds",
+        "feedback",
+        "groups",
+        "hygiene",
+        "replies",
+    )
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, hygiene: Observer | None = None) -> None:
         self._engine = engine
+        #: Where each event's hygiene observation goes (``hygiene.observe``), if anywhere.
+        self.hygiene = hygiene
         self._labels = engine.labels_getter()
         self.bucket_seconds = engine.config.bucket_seconds
         #: Group key -> [events, latest event time, classification, first event's text].
@@ -231,9 +258,13 @@ class EventGroups:
         isp_key = self._engine.isp_key
         labels_of = self._labels
         progress = tally.progress
+        hygiene = self.hygiene
         for event in events:
             t = event.event_time.timestamp()
-            self.feedback.append((t, isp_key(event), labels_of(event), event))
+            isp = isp_key(event)
+            self.feedback.append((t, isp, labels_of(event), event))
+            if hygiene is not None and event.is_complaint and "@" in event.recipient:
+                hygiene.complaint(event.recipient, event.recipient_domain, t, isp)
             if t > progress.get(source, -math.inf):
                 progress[source] = t
             if tally.earliest is None or t < tally.earliest:
@@ -259,6 +290,7 @@ class EventGroups:
         get = counted.get
         replies = self.replies
         delivered = engine.delivered
+        hygiene = self.hygiene
         if times is None:
             times = [event.event_time.timestamp() for event in events]
         if not times:
@@ -310,6 +342,11 @@ class EventGroups:
                     group[1] = t
             if key is not None:
                 replies.append((gk, text, t))
+            if hygiene is not None:
+                if classification is delivered:
+                    hygiene.delivery(event.recipient, t)
+                else:
+                    hygiene.attempt(event.recipient, domain, t, isp, classification, text)
         progress[source] = newest
         tally.earliest = lowest
 
@@ -415,6 +452,8 @@ class Chunk:
     partials: dict[str, Partial]
     progress: dict[str, Any]
     tally: BatchTally
+    #: Hygiene observations by recipients partition, each in event order.
+    recipients: dict[int, list[list[Any]]] = field(default_factory=dict)
 
 
 class IngestBatch:
@@ -437,7 +476,8 @@ class IngestBatch:
         self._partitions = partitions
         self._clock = clock
         self._builder = engine.builder()
-        self._groups = EventGroups(engine)
+        self._observer = engine.observer()
+        self._groups = EventGroups(engine, self._observer)
         self._tally = BatchTally()
 
     def read(self, payload: bytes, source: str, offset: int) -> tuple[Decoded, Chunk | None]:
@@ -459,4 +499,5 @@ class IngestBatch:
         tally, self._tally = self._tally, BatchTally()
         self._groups.feed(self._builder, tally)
         progress = self._inputs.record(self._clock(), self._partitions)
-        return Chunk(self._builder.drain(), progress, tally)
+        recipients = self._observer.drain() if self._observer is not None else {}
+        return Chunk(self._builder.drain(), progress, tally, recipients)

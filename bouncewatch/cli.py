@@ -12,7 +12,17 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("worker", "dev", "classify", "replay", "rules", "silence", "topics", "settings")
+COMMANDS = (
+    "worker",
+    "dev",
+    "classify",
+    "replay",
+    "rules",
+    "silence",
+    "suppressions",
+    "topics",
+    "settings",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(f"{settings.app_id}-notify", n, rf),
         # A silence is a keyed record whose latest version is all that matters.
         TopicSpec(settings.topic_silences, 1, rf, {"cleanup.policy": "compact"}),
+        # List hygiene: observations by recipient, and the suppression list with the same
+        # partitioning (hygiene.core.recipient_partition), so that the owner of a recipient's
+        # state knows where its records are.
+        TopicSpec(settings.topic_recipients, n, rf),
+        TopicSpec(settings.topic_suppressions, n, rf, {"cleanup.policy": "compact"}),
+        TopicSpec(settings.topic_suppression_audit, 1, rf),
     ]
 
 

@@ -333,3 +333,19 @@ class Recipients:
                 made.append(decision)
         self.decisions.extend(made)
         return made
+
+
+def rules_from_settings(settings: Any) -> HygieneRules:
+    """The rules ``schemas.settings.Settings`` describes (validated there)."""
+    return HygieneRules(
+        default=GraduationRule(settings.hygiene_min_bounces, settings.hygiene_min_days),
+        domains=parse_overrides(settings.hygiene_domain_overrides),
+        soft_categories=frozenset(
+            c.strip() for c in settings.hygiene_soft_categories.split(",") if c.strip()
+        ),
+    )
+
+
+def hash_key_from_settings(settings: Any) -> bytes | None:
+    secret = settings.suppression_hash_key
+    return None if secret is None else secret.get_secret_value().encode()

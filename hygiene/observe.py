@@ -61,15 +61,19 @@ class Observer:
     def attempt(
         self, recipient: str, domain: str, t: float, isp: str, c: Classification, text: str
     ) -> None:
-        """An attempt that was not delivered: an observation if it speaks of the address."""
+        """An attempt other than a plain 2xx: a delivery, or an observation if it speaks of the
+        address (``domain`` as the recipient wrote it)."""
+        if c.outcome is Outcome.DELIVERED:
+            self.delivery(recipient, t)
+            return
         if c.bounce_type is BounceType.HARD and c.category in HARD_CATEGORIES:
             kind = HARD
-        elif c.outcome is not Outcome.DELIVERED and c.category.value in self._soft:
+        elif c.category.value in self._soft:
             kind = SOFT
         else:
             return
         key = self.key(recipient)
-        obs = [key, kind, t, isp, c.category.value, text[:MAX_TEXT], domain]
+        obs = [key, kind, t, isp, c.category.value, text[:MAX_TEXT], domain.lower().rstrip(".")]
         self._last[key] = obs
         self.observations.append(obs)
 

@@ -62,7 +62,13 @@ class SmtpSecurity(StrEnum):
 
 
 #: Secret fields that may be given as ``BOUNCEWATCH_<NAME>_FILE`` instead of the value.
-SECRET_FIELDS = ("kafka_sasl_password", "slack_token", "slack_webhook_url", "smtp_password")
+SECRET_FIELDS = (
+    "kafka_sasl_password",
+    "slack_token",
+    "slack_webhook_url",
+    "smtp_password",
+    "suppression_hash_key",
+)
 
 
 class Settings(BaseSettings):
@@ -242,6 +248,40 @@ class Settings(BaseSettings):
         "its silences are frozen meanwhile) before /readyz reports the worker not ready",
     )
 
+    # --- List hygiene (suppression list) -------------------------------------------------
+    hygiene: bool = Field(
+        default=True,
+        description="Keep per-recipient bounce history and publish the suppression list "
+        "(hard bounces, complaints, soft bounces that never end)",
+    )
+    hygiene_min_bounces: int = Field(
+        default=5,
+        ge=1,
+        le=64,
+        description="Address-side soft bounces (with no delivery after them) that graduate an "
+        "address to the suppression list, together with `hygiene_min_days`",
+    )
+    hygiene_min_days: int = Field(
+        default=3,
+        ge=1,
+        le=64,
+        description="Distinct UTC days those soft bounces must fall on",
+    )
+    hygiene_domain_overrides: str | None = Field(
+        default=None,
+        description="Per-domain graduation rules, `domain:bounces:days` comma-separated",
+    )
+    hygiene_soft_categories: str = Field(
+        default="mailbox_full,mailbox_disabled,user_unknown,domain_invalid",
+        description="Soft-bounce categories that speak of the address and count toward "
+        "graduation (sender-side ones are refused)",
+    )
+    suppression_hash_key: SecretStr | None = Field(
+        default=None,
+        description="Key the suppression list and recipient state are keyed by an HMAC-SHA256 "
+        "of the address under, instead of the address (secret; or `_FILE`)",
+    )
+
     # --- Slack --------------------------------------------------------------------------
     slack_token: SecretStr | None = Field(
         default=None, description="Slack bot token xoxb-... (secret; or `_FILE`)"
@@ -317,6 +357,27 @@ class Settings(BaseSettings):
             )
         return fmt
 
+    @field_validator("hygiene_domain_overrides")
+    @classmethod
+    def _overrides(cls, value: str | None) -> str | None:
+        from hygiene.core import parse_overrides
+
+        parse_overrides(value)
+        return value
+
+    @field_validator("hygiene_soft_categories")
+    @classmethod
+    def _soft_categories(cls, value: str) -> str:
+        from hygiene.core import SENDER_SIDE_CATEGORIES
+        from schemas.vocabulary import Category
+
+        for name in (c.strip() for c in value.split(",")):
+            if name and name not in Category.__members__.values():
+                raise ValueError(f"unknown category {name!r}")
+            if name in SENDER_SIDE_CATEGORIES:
+                raise ValueError(f"{name!r} is a sender-side cause: it says nothing of the address")
+        return value
+
     @field_validator("store")
     @classmethod
     def _known_store(cls, value: str) -> str:
@@ -361,6 +422,22 @@ class Settings(BaseSettings):
     def topic_partials(self) -> str:
         """Internal topic of per-key partial counts (ingest -> aggregate)."""
         return f"{self.app_id}-partials"
+
+    @property
+    def topic_recipients(self) -> str:
+        """Internal topic of hygiene observations (ingest -> recipients agent)."""
+        return f"{self.app_id}-recipients"
+
+    @property
+    def topic_suppressions(self) -> str:
+        """Compacted topic of the suppression list, keyed by address (or its HMAC), with the
+        recipients topic's partitions (``bouncewatch-suppressions`` by default)."""
+        return f"{self.app_id}-suppressions"
+
+    @property
+    def topic_suppression_audit(self) -> str:
+        """Audit records of manual releases (who, why, when)."""
+        return f"{self.app_id}-suppression-audit"
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -95,6 +95,18 @@ def bundles(items: list[bytes], progress: bytes | None) -> list[bytes]:
     return out
 
 
+#: Hygiene observations one recipients message carries at most (a few hundred KB).
+OBSERVATIONS_PER_MESSAGE = 2000
+
+
+def observation_bundles(observations: list[list[Any]]) -> list[bytes]:
+    """JSON ``{"obs": [...]}`` messages for one recipients partition, in order."""
+    step = OBSERVATIONS_PER_MESSAGE
+    return [
+        orjson.dumps({"obs": observations[i : i + step]}) for i in range(0, len(observations), step)
+    ]
+
+
 def fetch_position(consumer: AIOKafkaConsumer, tp: Any) -> int | None:
     """The next offset ``consumer`` will fetch from ``tp``, or None before it has one.
 
@@ -410,6 +422,14 @@ class IngestConsumer:
             for p, items in enumerate(encoded):
                 for value in bundles(items, progress):
                     pending.append(await producer.send(topic, value=value, partition=p))
+            # List hygiene's observations, in the same transaction (streams.recipients).
+            for p, observations in sorted(chunk.recipients.items()):
+                for value in observation_bundles(observations):
+                    pending.append(
+                        await producer.send(
+                            self.settings.topic_recipients, value=value, partition=p
+                        )
+                    )
         for record in batch.dead:
             pending.append(
                 await producer.send(

@@ -136,6 +136,27 @@ class WorkerMetrics:
         self.ready = Gauge(
             "bouncewatch_ready", "1 when the worker is ready (joined, recovered)", registry=r
         )
+        self.suppressions = Counter(
+            "bouncewatch_suppressions",
+            "Addresses added to the suppression list (records published), by reason and ISP",
+            ["reason", "isp"],
+            registry=r,
+        )
+        self.recipient_observations = Counter(
+            "bouncewatch_recipient_observations",
+            "Hygiene observations read by the recipients agent, by kind (delivery, soft, hard, "
+            "complaint, release) and whether they reached the table (`skipped`: a delivery to "
+            "an address without state, answered by the in-memory filter)",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.suppressions_republished = Counter(
+            "bouncewatch_suppressions_recovered",
+            "Suppression decisions found pending after a crash, by what the check of the "
+            "suppressions topic found (`published`: already there; `sent`: sent now)",
+            ["found"],
+            registry=r,
+        )
         #: The notifier's counters, counted by alerts.pipeline in this registry.
         self.delivery = DeliveryMetrics(r)
         self.outbox = Gauge(

@@ -39,6 +39,7 @@ from streams.health import StreamWatch, install_health_views, readiness
 from streams.ingest import IngestConsumer, fetch_position
 from streams.metrics import WorkerMetrics
 from streams.notify import PartitionNotifiers, install_notify
+from streams.recipients import RecipientStage, install_recipients
 from streams.silences import SilenceView
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Topology:
     indexed_generation: int = -1
     notifiers: PartitionNotifiers | None = None
     ingest: IngestConsumer | None = None
+    recipients: RecipientStage | None = None
 
 
 def build(settings: Settings, engine: Engine | None = None, **faust_overrides: Any) -> Topology:
@@ -113,6 +115,14 @@ def build(settings: Settings, engine: Engine | None = None, **faust_overrides: A
     )
     _install_ingest(t)
     _install_aggregate(t)
+    if t.engine.hygiene is not None:
+        t.recipients = install_recipients(
+            app,
+            settings,
+            t.engine.hygiene,
+            t.metrics,
+            hashed=t.engine.hygiene_hash_key is not None,
+        )
     mx_cache = t.engine.mx_cache
     if mx_cache is not None:
 

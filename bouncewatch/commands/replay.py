@@ -73,6 +73,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="most points per chart; longer runs are binned (default: 1500)",
     )
     parser.add_argument(
+        "--suppressions",
+        metavar="OUT_JSONL",
+        help="also write the suppression list these events make (list hygiene), one "
+        "{key, value} record per line, as the worker publishes them on the suppressions topic",
+    )
+    parser.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
@@ -229,6 +235,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"bouncewatch replay: {args.events}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    if args.suppressions:
+        written = _write_suppressions(args, engine)
+        if written is None:
+            return 1
+        print(f"{written:,} suppression records: {args.suppressions}", file=sys.stderr)
     transitions: list[AlertTransition] = []
 
     def keep(transition: AlertTransition) -> None:
@@ -254,6 +265,23 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         return _write_report(args, observations, names, rules, result.transitions, rules_b)
     return 0
+
+
+def _write_suppressions(args: argparse.Namespace, engine: Engine) -> int | None:
+    """Write ``--suppressions``: the number of records, None on a file error (said)."""
+    from hygiene.replay import suppressions
+
+    written = 0
+    try:
+        text, _, _ = _open(args.events)
+        with text, Path(args.suppressions).open("w", encoding="utf-8") as out:
+            for record in suppressions(text, args.format, engine, args.events):
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+    except OSError as exc:
+        print(f"bouncewatch replay: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    return written
 
 
 def _write_report(

@@ -1,0 +1,128 @@
+"""One recipients-topic message applied to a table of recipient states, at least once.
+
+The worker's agent reads each message at least once: after a crash, the messages since its
+last committed offset are read again, on top of a table whose changelog may already hold
+their writes. Each entry therefore carries the stamp ``o`` = [offset, index] of the last
+observation applied to it, and an observation at or below its entry's stamp is skipped.
+
+A decision is published in three steps: the entry is written with the record as ``pend``;
+once the table's writes are acknowledged the record is published; then ``pend`` is dropped.
+An entry met with ``pend`` still set (a crash came between the steps) may or may not have
+been published: the caller checks the suppressions topic before publishing it again
+(``Pending.check``). A decision made afresh was never published (publishing waits for the
+write that records it), so it is published with no check.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from hygiene.core import DELIVERY, HygieneRules, apply
+
+#: Observation kinds by their names in metrics.
+KIND_NAMES = {"d": "delivery", "s": "soft", "h": "hard", "c": "complaint", "r": "release"}
+
+
+class PresenceFilter:
+    """A bounded, in-memory filter of the keys that may have state (one bit per slot, by
+    the process's string hash): a delivery to a key it has never seen skips the table. False
+    positives cost a table lookup; a key is never forgotten until ``clear``."""
+
+    __slots__ = ("_bits", "_mask")
+
+    def __init__(self, size_bytes: int = 16 * 1024 * 1024) -> None:
+        bits = size_bytes * 8
+        if bits & (bits - 1):
+            raise ValueError("size_bytes must be a power of two")
+        self._bits = bytearray(size_bytes)
+        self._mask = bits - 1
+
+    def add(self, key: str) -> None:
+        h = hash(key) & self._mask
+        self._bits[h >> 3] |= 1 << (h & 7)
+
+    def may_have(self, key: str) -> bool:
+        h = hash(key) & self._mask
+        return bool(self._bits[h >> 3] & (1 << (h & 7)))
+
+    def clear(self) -> None:
+        self._bits = bytearray(len(self._bits))
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A record to publish for ``key``: ``check`` when it may have been published already."""
+
+    key: str
+    record: dict[str, Any]
+    check: bool
+    #: Wall-clock milliseconds when the decision was recorded (where a check starts reading).
+    since_ms: int
+
+    @property
+    def number(self) -> int:
+        return int(self.record["decision"])
+
+
+def apply_bundle(
+    table: MutableMapping[str, Any],
+    offset: int,
+    observations: list[list[Any]],
+    rules: HygieneRules,
+    hashed: bool = False,
+    presence: PresenceFilter | None = None,
+    counts: dict[tuple[str, str], int] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> list[Pending]:
+    """Apply one message's observations to ``table``; the records to publish, in order."""
+    out: list[Pending] = []
+    fresh: set[str] = set()
+    for index, obs in enumerate(observations):
+        key, kind = obs[0], obs[1]
+        if kind == DELIVERY and presence is not None and not presence.may_have(key):
+            if counts is not None:
+                counts[("delivery", "skipped")] = counts.get(("delivery", "skipped"), 0) + 1
+            continue
+        if counts is not None:
+            name = (KIND_NAMES.get(kind, kind), "applied")
+            counts[name] = counts.get(name, 0) + 1
+        old = table.get(key)
+        stamp = [offset, index]
+        if old is not None:
+            if "pend" in old and key not in fresh:
+                # Left by a run cut short between recording a decision and publishing it.
+                out.append(Pending(key, old["pend"], True, int(old.get("at", 0))))
+                fresh.add(key)
+            if old.get("o", [-1, -1]) >= stamp:
+                continue  # applied before a crash: its effect is in the entry
+        new, decision = apply(old, obs, rules, hashed)
+        if new is None:
+            if old is not None:
+                del table[key]
+            continue
+        if new is old:
+            continue
+        new = dict(new, o=stamp)
+        if decision is not None and decision.record is not None:
+            now_ms = int(clock() * 1000)
+            new["pend"] = decision.record
+            new["at"] = now_ms
+            out.append(Pending(key, decision.record, False, now_ms))
+            fresh.add(key)
+        table[key] = new
+        if presence is not None:
+            presence.add(key)
+    return out
+
+
+def published(table: MutableMapping[str, Any], key: str) -> None:
+    """Mark ``key``'s pending record published: drop ``pend`` from its entry."""
+    entry = table.get(key)
+    if entry is not None and "pend" in entry:
+        entry = dict(entry)
+        del entry["pend"]
+        entry.pop("at", None)
+        table[key] = entry

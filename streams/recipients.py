@@ -1,0 +1,171 @@
+"""The recipients agent: hygiene observations into the ``recipients`` table, decisions out to
+the suppression list, each published exactly once across crashes.
+
+The ingest sends each batch's observations to the recipients topic in the batch's
+transaction, one message per partition (``hygiene.observe``), so an address always arrives
+on one partition and its state lives in that partition of the table. The suppressions topic
+has the same partitions and keys: a decision for an address goes to its partition there.
+
+Exactly once (``hygiene.bundles``): a decision is recorded in the table entry first; the
+agent waits until the table's writes are acknowledged, publishes the record and waits for
+its acknowledgement, then clears the mark. The message's offset is committed only after all
+of that. A worker killed in between reads the message again and meets the mark: it reads
+its partition of the suppressions topic from shortly before the decision (by timestamp) for
+a record of that key with that decision number, and publishes only if there is none.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hygiene.bundles import Pending, PresenceFilter, apply_bundle, published
+from hygiene.core import HygieneRules
+from schemas.settings import Settings
+from streams.kafka_client import aiokafka_config
+from streams.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+#: Header naming a suppression record's decision number (per key).
+DECISION_HEADER = "bouncewatch-decision"
+#: How far before a pending decision's wall-clock time the check starts reading.
+CHECK_MARGIN_MS = 60_000
+
+
+class RecipientStage:
+    """Applies recipients messages to the table and publishes the decisions."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        rules: HygieneRules,
+        table: Any,
+        metrics: WorkerMetrics,
+        hashed: bool,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.rules = rules
+        self.table = table
+        self.metrics = metrics
+        self.hashed = hashed
+        self.presence = PresenceFilter()
+        self._generation = -1
+
+    def _refresh_presence(self) -> None:
+        """After a rebalance, the filter holds the keys of the partitions owned now."""
+        if self._generation == self.app.rebalancing_count:
+            return
+        self.presence.clear()
+        n = 0
+        for key in self.table:
+            self.presence.add(key)
+            n += 1
+        self._generation = self.app.rebalancing_count
+        log.info("recipients: %d addresses with state in the owned partitions", n)
+
+    async def handle(self, partition: int, offset: int, value: dict[str, Any]) -> None:
+        self._refresh_presence()
+        counts: dict[tuple[str, str], int] = {}
+        pending = apply_bundle(
+            self.table,
+            offset,
+            value.get("obs") or [],
+            self.rules,
+            self.hashed,
+            self.presence,
+            counts,
+        )
+        for (kind, result), n in counts.items():
+            self.metrics.recipient_observations.labels(kind, result).inc(n)
+        if not pending:
+            return
+        # The marks must be in the changelog before anything is published.
+        await self.app.producer.flush()
+        for item in pending:
+            if item.check and await self._already_published(partition, item):
+                self.metrics.suppressions_republished.labels("published").inc()
+                log.info("recipients: pending decision %s of a key found published", item.number)
+            else:
+                await self._publish(partition, item)
+                if item.check:
+                    self.metrics.suppressions_republished.labels("sent").inc()
+                    log.info("recipients: pending decision %s of a key sent now", item.number)
+            published(self.table, item.key)
+
+    async def _publish(self, partition: int, item: Pending) -> None:
+        record = item.record
+        await self.app.producer.send_and_wait(
+            self.settings.topic_suppressions,
+            key=item.key.encode("utf-8", "surrogatepass"),
+            value=orjson.dumps(record),
+            partition=partition,
+            timestamp=None,
+            headers=[(DECISION_HEADER, str(record["decision"]).encode())],
+        )
+        self.metrics.suppressions.labels(record["reason"], record["evidence"]["isp"]).inc()
+
+    async def _already_published(self, partition: int, item: Pending) -> bool:
+        """Whether the suppressions topic holds ``item``'s record (same key and decision)."""
+        key = item.key.encode("utf-8", "surrogatepass")
+        number = str(item.record["decision"]).encode()
+        tp = TopicPartition(self.settings.topic_suppressions, partition)
+        config = aiokafka_config(self.settings)
+        config["client_id"] = f"{self.settings.app_id}-suppression-check"
+        consumer = AIOKafkaConsumer(**config, enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            found = await consumer.offsets_for_times({tp: max(0, item.since_ms - CHECK_MARGIN_MS)})
+            start = found.get(tp)
+            if start is None:
+                return False
+            consumer.seek(tp, start.offset)
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    if record.key == key and (DECISION_HEADER, number) in list(record.headers):
+                        return True
+            return False
+        finally:
+            await consumer.stop()
+
+
+def install_recipients(
+    app: faust.App,
+    settings: Settings,
+    rules: HygieneRules,
+    metrics: WorkerMetrics,
+    hashed: bool,
+) -> RecipientStage:
+    """The recipients topic, table and agent of ``app``."""
+    partitions = settings.topic_partitions
+    topic = app.topic(
+        settings.topic_recipients,
+        key_type=str,
+        key_serializer="raw",
+        value_serializer="json",
+        partitions=partitions,
+    )
+    table = app.Table(
+        "recipients",
+        default=None,
+        partitions=partitions,
+        key_type=str,
+        help="Per-recipient bounce history and suppression decisions (hygiene.core)",
+    )
+    stage = RecipientStage(app, settings, rules, table, metrics, hashed)
+
+    @app.agent(topic, name="recipients")
+    async def recipients(stream: faust.StreamT[dict[str, Any]]) -> None:
+        async for event in stream.events():
+            await stage.handle(event.message.partition, event.message.offset, event.value)
+
+    return stage
