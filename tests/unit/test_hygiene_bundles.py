@@ -1,0 +1,113 @@
+"""Recipients messages applied at least once (hygiene.bundles): a message read again after a
+crash changes nothing and decides nothing twice; a decision left pending is published after a
+check; and the export shapes (hygiene.export)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from hygiene.bundles import PresenceFilter, apply_bundle, published
+from hygiene.core import HygieneRules, Recipients
+from hygiene.export import export, fold
+
+DAY = 86_400.0
+T0 = 1_780_000_000.0
+KEY = "kim@example.com"
+
+
+def soft(day: float, key: str = KEY) -> list[Any]:
+    return [key, "s", T0 + day * DAY, "gmail", "mailbox_full", "452 4.2.2 full", "example.com"]
+
+
+def messages() -> list[list[list[Any]]]:
+    """Six messages: a bounce a day for KEY, deliveries to others, a delivery to KEY."""
+    return [[soft(day), ["other@example.com", "d", T0 + day * DAY]] for day in range(5)] + [
+        [[KEY, "d", T0 + 6 * DAY]]
+    ]
+
+
+def test_each_message_twice_gives_the_state_and_the_decision_once() -> None:
+    rules = HygieneRules()
+    table: dict[str, Any] = {}
+    decided = []
+    for offset, message in enumerate(messages()):
+        for _ in range(2):  # read again, as after a crash before the offset commit
+            for pending in apply_bundle(table, offset, message, rules):
+                assert not pending.check
+                decided.append(pending.record)
+                published(table, pending.key)
+    twin = Recipients(rules)
+    for message in messages():
+        twin.feed(message)
+    assert decided == [d.record for d in twin.decisions]
+    assert len(decided) == 1
+    assert {k: {f: v for f, v in e.items() if f != "o"} for k, e in table.items()} == twin.states
+
+
+def test_a_decision_cut_short_is_checked_before_it_is_published_again() -> None:
+    rules = HygieneRules()
+    table: dict[str, Any] = {}
+    for offset, message in enumerate(messages()[:4]):
+        assert apply_bundle(table, offset, message, rules) == []
+    first = apply_bundle(table, 4, messages()[4], rules, clock=lambda: 1000.0)
+    assert [p.check for p in first] == [False]
+    assert first[0].since_ms == 1_000_000
+    # The worker dies before "published": the message is read again.
+    again = apply_bundle(table, 4, messages()[4], rules)
+    assert [(p.key, p.check, p.record) for p in again] == [(KEY, True, first[0].record)]
+    published(table, KEY)
+    assert "pend" not in table[KEY]
+    assert apply_bundle(table, 4, messages()[4], rules) == []
+    # Later messages for the address find it on the list and decide nothing more.
+    assert apply_bundle(table, 5, [soft(7)], rules) == []
+
+
+def test_presence_filter_skips_deliveries_to_addresses_without_state() -> None:
+    presence = PresenceFilter(1024)
+    table: dict[str, Any] = {}
+    counts: dict[tuple[str, str], int] = {}
+    apply_bundle(table, 0, [["a@x.org", "d", T0], soft(0)], HygieneRules(), False, presence, counts)
+    assert presence.may_have(KEY)
+    assert counts == {("delivery", "skipped"): 1, ("soft", "applied"): 1}
+    apply_bundle(table, 1, [[KEY, "d", T0 + DAY]], HygieneRules(), False, presence, counts)
+    assert table == {}  # the delivery cleared the only bounce: no entry left
+    assert counts[("delivery", "applied")] == 1
+
+
+RECORD = {
+    "address": "kim@example.com",
+    "key": "kim@example.com",
+    "reason": "soft_bounce_streak",
+    "category": "mailbox_full",
+    "when": "2026-03-06T09:00:00Z",
+    "rule": "soft_bounces>=5 on >=3 days, no delivery between",
+    "decision": 1,
+    "evidence": {"isp": "gmail", "last_reply": "452 4.2.2 full"},
+}
+
+
+def test_fold_drops_released_addresses() -> None:
+    value = json.dumps(RECORD).encode()
+    assert fold([(KEY, value), ("x@y.org", value), ("x@y.org", None)]) == {KEY: RECORD}
+
+
+def test_export_shapes() -> None:
+    def rows(profile: str) -> list[dict[str, str]]:
+        return list(csv.DictReader(io.StringIO(export([RECORD], profile, "csv"))))
+
+    assert rows("mailgun") == [
+        {
+            "address": KEY,
+            "code": "550",
+            "error": "452 4.2.2 full",
+            "created_at": "Fri, 06 Mar 2026 09:00:00 +0000",
+        }
+    ]
+    assert rows("generic")[0]["email"] == KEY
+    assert rows("sendgrid") == [{"email": KEY, "created": "1772787600"}]
+    assert export([RECORD], "ses", "csv") == f"{KEY},BOUNCE\n"
+    assert export([RECORD], "powermta", "csv") == f"{KEY}\n"
+    assert json.loads(export([RECORD], "postmark", "jsonl")) == {"EmailAddress": KEY}
