@@ -663,6 +663,8 @@ class KeyBuckets:
     sums: SlidingSums | None = field(default=None, compare=False, repr=False)
     #: The (drop, strip) limits of the last ``advance``: buckets behind them are done.
     swept: tuple[int, int] | None = field(default=None, compare=False, repr=False)
+    #: The earliest bucket counts were merged into since ``alerts.catchup`` last cleared it.
+    touched: int | None = field(default=None, compare=False, repr=False)
 
     # ---- writing
 
@@ -713,6 +715,8 @@ class KeyBuckets:
                 mine.merge(counts)
             if self.sums is not None:
                 self.sums.add(start, counts)
+            if self.touched is None or start < self.touched:
+                self.touched = start
         self.late += late
         if partial.max_event_time is not None and (
             self.max_event_time is None or partial.max_event_time > self.max_event_time
@@ -725,6 +729,12 @@ class KeyBuckets:
         if self.watermark is None:
             return None
         return self.config.late_cutoff(self.watermark)
+
+    def judged_through(self, watermark: int) -> None:
+        """Move the evaluated-through time to ``watermark`` without pruning (a key asleep,
+        ``alerts.catchup.Sleep``, whose verdicts there are known); ``advance`` prunes later."""
+        if self.watermark is None or watermark > self.watermark:
+            self.watermark = watermark
 
     def advance(self, watermark: int) -> None:
         """Move the evaluated-through time to ``watermark``; prune what no one needs.
@@ -742,11 +752,10 @@ class KeyBuckets:
         size = self.config.bucket_seconds
         cutoff = self.config.late_cutoff(watermark)
         drop_before = min(watermark - self.config.retention_seconds, cutoff)
-        if self.sums is not None:
-            self.sums.forget_before(drop_before)
         strip_before = min(watermark - self.config.evidence_seconds, cutoff)
         swept, self.swept = self.swept, (drop_before, strip_before)
         buckets = self.buckets
+        dropped: dict[int, Counts] = {}
         if swept is not None and (
             max(drop_before - swept[0], strip_before - swept[1]) // size <= len(buckets)
         ):
@@ -755,18 +764,22 @@ class KeyBuckets:
             # every boundary, so a scan of all its buckets each time would cost a day's
             # window 1,440 lookups a minute.
             for start in _aligned_between(swept[0] - size, drop_before - size, size):
-                buckets.pop(start, None)
+                counts = buckets.pop(start, None)
+                if counts is not None:
+                    dropped[start] = counts
             for start in _aligned_between(swept[1] - size, strip_before - size, size):
                 counts = buckets.get(start)
                 if counts is not None and counts.replies:
                     counts.replies = {}
-            return
-        for start in list(buckets):
-            end = start + size
-            if end <= drop_before:
-                del buckets[start]
-            elif end <= strip_before and buckets[start].replies:
-                buckets[start].replies = {}
+        else:
+            for start in list(buckets):
+                end = start + size
+                if end <= drop_before:
+                    dropped[start] = buckets.pop(start)
+                elif end <= strip_before and buckets[start].replies:
+                    buckets[start].replies = {}
+        if self.sums is not None:
+            self.sums.drop(align_down(drop_before, size), dropped)
 
     # ---- reading
 

@@ -10,7 +10,9 @@ entered and minus those that left: two merges per step, whatever the window's le
 Sums hold no reply samples (the rules read numbers only; evidence is summed apart, with
 ``KeyBuckets.window(..., with_replies=True)``). They must equal what summing the buckets
 gives at every moment, so ``KeyBuckets`` tells them about every change to a bucket inside
-a kept window: counts merged into it (``add``) and buckets pruned (``forget_before``).
+a kept window: counts merged into it (``add``) and buckets pruned (``drop``). A pruned
+bucket is taken out of the sums holding it at once, as sliding could not subtract it later:
+the sums then start where the buckets still do.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ MAX_KEPT = 24
 class SlidingSums:
     """The window sums of one key, kept between evaluations (module notes)."""
 
-    __slots__ = ("_empty", "_kept", "_size")
+    __slots__ = ("_empty", "_floor", "_kept", "_size")
 
     def __init__(self, bucket_seconds: int, empty: Counts) -> None:
         self._size = bucket_seconds
@@ -36,6 +38,8 @@ class SlidingSums:
         self._empty = empty
         #: (start, end) → the sum of the buckets in [start, end), without replies.
         self._kept: dict[tuple[int, int], Counts] = {}
+        #: Buckets before this were pruned: no kept sum starts before it.
+        self._floor: int | None = None
 
     def window(self, buckets: Mapping[int, Counts], start: int, end: int) -> Counts:
         """The sum of ``buckets`` in ``[start, end)`` (aligned), without reply samples; the
@@ -43,40 +47,56 @@ class SlidingSums:
         kept = self._kept
         total = kept.get((start, end))
         if total is None:
+            if self._floor is not None and start < self._floor:
+                return self._summed(buckets, start, end)  # reaches pruned buckets: not kept
             total = self._slid(buckets, start, end)
             if total is None:
-                total = self._empty.without_replies()
-                for s in range(start, end, self._size):
-                    counts = buckets.get(s)
-                    if counts is not None:
-                        total.merge(counts, with_replies=False)
+                total = self._summed(buckets, start, end)
             if len(kept) >= MAX_KEPT:
                 del kept[min(kept, key=lambda w: (w[1], w[0]))]
             kept[(start, end)] = total
         return total.without_replies()
 
+    def _summed(self, buckets: Mapping[int, Counts], start: int, end: int) -> Counts:
+        total = self._empty.without_replies()
+        if (end - start) // self._size <= len(buckets):
+            for s in range(start, end, self._size):
+                counts = buckets.get(s)
+                if counts is not None:
+                    total.merge(counts, with_replies=False)
+        else:  # a key with fewer buckets than the window is long (most keys)
+            for s, counts in buckets.items():
+                if start <= s < end:
+                    total.merge(counts, with_replies=False)
+        return total
+
     def _slid(self, buckets: Mapping[int, Counts], start: int, end: int) -> Counts | None:
-        """The kept sum of the same length ending closest before ``end``, moved to end at
-        ``end`` (and no longer kept under its old window), if moving it is the cheaper way."""
-        length, size = end - start, self._size
-        best: tuple[int, int] | None = (start - size, end - size)
-        if best not in self._kept:  # not the last boundary's window: the nearest earlier one
-            best = None
-            for s, e in self._kept:
-                if e - s == length and e < end and (best is None or e > best[1]):
-                    best = (s, e)
-        # Moving costs two merges per bucket stepped; summing anew one per bucket in the window.
-        if best is None or 2 * (end - best[1]) >= length:
+        """The kept sum closest to ``[start, end)``, moved there (and no longer kept under
+        its old window), if moving it is cheaper than summing anew."""
+        size = self._size
+        best: tuple[int, int] | None = None
+        cost = min((end - start) // size, len(buckets))  # summing anew
+        for s, e in self._kept:
+            moves = (abs(start - s) + abs(end - e)) // size
+            if moves < cost:
+                best, cost = (s, e), moves
+        if best is None:
             return None
         total = self._kept.pop(best)
-        for s in range(best[1], end, size):
-            counts = buckets.get(s)
-            if counts is not None:
-                total.merge(counts, with_replies=False)
-        for s in range(best[0], start, size):
-            counts = buckets.get(s)
-            if counts is not None:
-                total.subtract(counts)
+        s0, e0 = best
+        for add, lo, hi in (
+            (True, e0, end),  # the end moved on: buckets entered
+            (False, end, e0),  # the end moved back
+            (False, s0, start),  # the start moved on: buckets left
+            (True, start, s0),  # the start moved back
+        ):
+            for s in range(lo, hi, size):
+                counts = buckets.get(s)
+                if counts is not None:
+                    if add:
+                        total.merge(counts, with_replies=False)
+                    else:
+                        total.subtract(counts)
         return total
 
     def add(self, start: int, counts: Counts) -> None:
@@ -85,7 +105,17 @@ class SlidingSums:
             if s <= start < e:
                 total.merge(counts, with_replies=False)
 
-    def forget_before(self, start: int) -> None:
-        """Buckets before ``start`` are being dropped: sums that hold any are let go."""
-        for window in [w for w in self._kept if w[0] < start]:
-            del self._kept[window]
+    def drop(self, floor: int, dropped: Mapping[int, Counts]) -> None:
+        """The buckets in ``dropped``, all of those before ``floor``, are being pruned: the
+        sums holding them let them go and start at ``floor``."""
+        self._floor = floor if self._floor is None else max(floor, self._floor)
+        kept = self._kept
+        for window in [w for w in kept if w[0] < floor]:
+            s, e = window
+            total = kept.pop(window)
+            if e <= floor:
+                continue
+            for start, counts in dropped.items():
+                if s <= start < e:
+                    total.subtract(counts)
+            kept.setdefault((floor, e), total)

@@ -3,9 +3,11 @@
 ``evaluate_through`` is the one loop that turns a key's buckets and alert records into
 transitions, used by the worker's aggregator and by ``replay``. Boundaries are evaluated in
 order, so a worker that was down or slow catches up with the same transitions. A stretch of
-event time in which the key has no data and no alert pending or firing is jumped over in one
-step: every evaluation there would see empty windows and change nothing, so an event with a
-wrong clock, or a key quiet for a week, costs what one bucket costs.
+stretch in which a key has no alert pending or firing and every rule's window is below its
+volume guard is slept through (``Sleep``) until counts come: every evaluation there would
+find nothing active and change nothing. So an event with a wrong clock, or a key quiet for a
+week, costs what one bucket costs, and the many small keys of a month's replay cost their
+traffic, not their number times the month's minutes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class KeyState:
     records: dict[str, AlertStateRecord] = field(default_factory=dict)
     #: The next bucket boundary to evaluate; every boundary before it has been evaluated.
     next_eval: int | None = None
+    #: Set while the key sleeps (``Sleep``); not stored: a restarted key evaluates once and
+    #: falls asleep again.
+    sleep: Sleep | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,26 +61,60 @@ def _quiet(records: Mapping[str, AlertStateRecord]) -> bool:
     return all(r.state not in _ACTIVE for r in records.values())
 
 
-def _skip_to(kb: KeyBuckets, boundary: int, last: int) -> int:
-    """The next boundary worth evaluating from ``boundary`` on, for a quiet key.
+@dataclass(slots=True)
+class Sleep:
+    """A quiet key whose every rule was below its volume guard at ``since``: what wakes it.
 
-    Windows ending at ``boundary`` read buckets in ``[boundary - retention, boundary)``; when
-    none is there, they stay empty up to the boundary at the next bucket's start, so the
-    first one to evaluate is the one after it (or the one after ``last`` if no bucket comes).
+    A window's volume only grows with counts in it, and a window ending after ``since``
+    holds the buckets of the one ending at ``since`` that it still covers, plus buckets from
+    ``since`` on. So until a bucket at or after ``since`` has counts (``ahead``: the first
+    there when the key fell asleep) or counts are merged anywhere (``KeyBuckets.touched``),
+    every boundary would find every rule below its guard, hence nothing active: the
+    verdicts are known without evaluating. A key sleeps through such a stretch and wakes at
+    the first boundary whose windows can hold the new counts.
     """
+
+    since: int
+    ahead: int | None
+    #: When to prune the key's buckets: a long sleep must not keep them.
+    prune_at: int
+
+    @classmethod
+    def start(cls, kb: KeyBuckets, since: int) -> Sleep:
+        kb.touched = None
+        return cls(since, _first_at_or_after(kb, since), since + _kept_for(kb))
+
+    def wake(self, kb: KeyBuckets) -> int | None:
+        """The first boundary to evaluate again (``None``: none until counts come)."""
+        size = kb.config.bucket_seconds
+        starts = [s for s in (self.ahead, kb.touched) if s is not None]
+        return min(starts) + size if starts else None
+
+    def due(self, kb: KeyBuckets) -> int:
+        """The watermark before which evaluating the key again would only sleep on: its
+        wake, or its pruning (a driver holding many keys calls only those due)."""
+        wake = self.wake(kb)
+        prune = self.prune_at + kb.config.bucket_seconds
+        return prune if wake is None else min(wake, prune)
+
+
+def _first_at_or_after(kb: KeyBuckets, since: int) -> int | None:
+    """The first bucket at or after ``since``: probed from ``since`` to the newest event
+    (within the lateness while traffic flows), unless scanning the buckets is shorter."""
     size = kb.config.bucket_seconds
-    if boundary - size in kb.buckets:
-        return boundary  # the common case while traffic flows: one dict lookup
-    lookback = boundary - kb.config.retention_seconds
-    later: int | None = None
-    for start in kb.buckets:
-        if start >= boundary:
-            if later is None or start < later:
-                later = start
-        elif start >= lookback:
-            return boundary
-    target = last + size if later is None else later + size
-    return max(boundary, min(target, last + size))
+    newest = kb.max_event_time  # not stored: None for a key just read from its table
+    until = None if newest is None else align_down(int(newest), size)
+    if until is not None and (until - since) // size <= len(kb.buckets):
+        return next((s for s in range(since, until + 1, size) if s in kb.buckets), None)
+    return min((s for s in kb.buckets if s >= since), default=None)
+
+
+def _kept_for(kb: KeyBuckets) -> int:
+    """How long behind the watermark ``KeyBuckets.advance`` keeps a bucket at most: a key
+    asleep that long has nothing left that advancing would not drop."""
+    config = kb.config
+    keep = max(config.retention_seconds, config.lateness_seconds - config.evaluation_delay_seconds)
+    return keep + config.bucket_seconds
 
 
 def evaluate_through(
@@ -84,7 +123,8 @@ def evaluate_through(
     """Evaluate ``kb`` at every bucket boundary up to ``watermark`` not evaluated yet.
 
     Evaluating again up to the same watermark yields nothing: ``state.next_eval`` has moved
-    past it. Stretches without data are jumped over (module notes).
+    past it. A key whose rules all sit below their volume guard sleeps until counts come
+    (``Sleep``): most keys most of the time, and stretches with no data at all.
     """
     size = kb.config.bucket_seconds
     boundary = state.next_eval
@@ -96,16 +136,24 @@ def evaluate_through(
     last = align_down(watermark, size)
     transitions: list[AlertTransition] = []
     while boundary <= watermark:
+        sleep = state.sleep
+        if sleep is not None:
+            wake = sleep.wake(kb)
+            if wake is None or wake > boundary:
+                boundary = last + size if wake is None else min(wake, last + size)
+                if boundary - size >= sleep.prune_at:
+                    kb.advance(boundary - size)  # as evaluating up to there would have
+                    sleep.prune_at = boundary - size + _kept_for(kb)
+                else:
+                    kb.judged_through(boundary - size)
+                continue
+            state.sleep = None
         kb.advance(boundary)
-        found, records = evaluator.evaluate(kb, state.records, boundary)
-        state.records = records
-        transitions.extend(found)
+        evaluation = evaluator.evaluate_at(kb, state.records, boundary)
+        state.records = evaluation.records
+        transitions.extend(evaluation.transitions)
+        if evaluation.below_guard and not evaluation.transitions and _quiet(state.records):
+            state.sleep = Sleep.start(kb, boundary)
         boundary += size
-        if found or boundary > watermark or not _quiet(records):
-            continue
-        skipped = _skip_to(kb, boundary, last)
-        if skipped > boundary:
-            boundary = skipped
-            kb.advance(boundary - size)  # as evaluating the skipped boundaries would have
     state.next_eval = boundary
     return transitions

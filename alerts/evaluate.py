@@ -64,6 +64,16 @@ class Judgement:
     baseline_attempts: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The outcome of evaluating one key at one boundary (``Evaluator.evaluate_at``)."""
+
+    transitions: list[AlertTransition]
+    records: dict[str, AlertStateRecord]
+    #: Every rule's window held fewer attempts than its ``min_attempts`` (at least one).
+    below_guard: bool
+
+
 class Evaluator:
     """Evaluates a rule set over one aggregation key at a time."""
 
@@ -119,6 +129,17 @@ class Evaluator:
         (the ones passed in, updated, plus any new one); a rule that has never been active
         gets no record.
         """
+        evaluation = self.evaluate_at(buckets, states, eval_time)
+        return evaluation.transitions, evaluation.records
+
+    def evaluate_at(
+        self,
+        buckets: KeyBuckets,
+        states: Mapping[str, AlertStateRecord],
+        eval_time: int,
+    ) -> Evaluation:
+        """``evaluate``, also telling whether every rule's window was below its volume guard
+        (``alerts.catchup`` lets such a key sleep until counts come)."""
         if buckets.watermark is None or eval_time > buckets.watermark:
             raise ValueError(
                 f"evaluation time {eval_time} is past the watermark of {buckets.key!r} "
@@ -131,11 +152,14 @@ class Evaluator:
         transitions: list[AlertTransition] = []
         new_states = dict(states)
         repeat_default = self.rules.settings.repeat_interval
+        below_guard = True
         for rule, fp in rules:
             record = states.get(fp)
             if record is None:
                 record = AlertStateRecord(fp, rule.name, key)
             judgement = self.judge(rule, buckets, end, record, cache)
+            if judgement.attempts >= max(rule.min_attempts, 1):
+                below_guard = False
             if judgement.active is None and fp not in states:
                 continue  # nothing to remember about a rule that has never been active
             timing = Timing(rule.for_, rule.repeat_interval or repeat_default)
@@ -145,7 +169,7 @@ class Evaluator:
                 transitions.append(
                     self._transition(rule, buckets, result.record, s, judgement, end, isp, group)
                 )
-        return transitions, new_states
+        return Evaluation(transitions, new_states, below_guard)
 
     def metric_status(self, kb: KeyBuckets) -> dict[str, dict[str, Any]]:
         """What the rules of ``kb``'s key read, as of its last closed bucket: per metric

@@ -139,6 +139,8 @@ class Replay:
         self._on_transition = on_transition
         self._next_tick: int | None = None
         self._watermark: int | None = None
+        #: Sleeping keys (``alerts.catchup.Sleep``) → the watermark they are due at.
+        self._due: dict[str, int] = {}
 
     def _name(self, isp: str) -> str:
         return self.isp_names.get(isp) or default_resolver().name(isp)
@@ -199,14 +201,20 @@ class Replay:
             return
         self._flush()
         found: list[AlertTransition] = []
-        for key in sorted(self.table):
+        due = self._due
+        for key in sorted(k for k in self.table if due.get(k, watermark) <= watermark):
             state = self.states.get(key)
             if state is None:
                 state = self.states[key] = KeyState()
             before = state.next_eval
-            found.extend(evaluate_through(self.evaluator, self.table[key], state, watermark))
+            kb = self.table[key]
+            found.extend(evaluate_through(self.evaluator, kb, state, watermark))
             if state.next_eval != before:
                 self.result.stats.evaluations += 1
+            if state.sleep is None:
+                due.pop(key, None)
+            else:
+                due[key] = state.sleep.due(kb)
         size = self.config.bucket_seconds
         self._next_tick = align_down(watermark, size) + size
         # Keys are evaluated one after the other; announce in event-time order.
@@ -222,6 +230,7 @@ class Replay:
             if kb is None:
                 kb = self.table[key] = KeyBuckets(key, self.config)
             self.result.stats.late += kb.merge(partial, self._merged_watermark())
+            self._due.pop(key, None)  # counts wake a sleeping key
 
     def _merged_watermark(self) -> int | None:
         """The watermark every key has been evaluated through (none before the first)."""

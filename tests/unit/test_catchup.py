@@ -140,3 +140,87 @@ def test_replay_refuses_wrong_clocks_and_keeps_its_transitions(tmp_path: Path, c
     assert "ahead of the clock" in err and "behind its input's progress" in err
     assert got == want
     assert load_default_rules()  # the default rules are what both runs used
+
+
+LATE_RULES = parse_rules("""\
+settings: {bucket: 1m, allowed_lateness: 5m, repeat_interval: 10m}
+rules:
+  - name: defer
+    type: threshold
+    metric: deferral_rate
+    window: 5m
+    min_attempts: 20
+    for: 2m
+    severities: {warning: 0.1, critical: 0.3}
+  - name: defer-spike
+    type: spike
+    metric: deferral_rate
+    window: 10m
+    baseline: {period: 30m, aggregate: median}
+    factor: 2
+    severity: warning
+    min_delta: 0.05
+    min_attempts: 30
+    min_baseline_attempts: 20
+""")
+
+# Each tick: counts arriving (minutes before the tick's event time, ok, deferred), some late
+# (older than the watermark), some ahead of it, then the watermark moving on.
+ticks = st.lists(
+    st.tuples(
+        st.lists(st.tuples(st.integers(-2, 9), st.integers(0, 30), st.integers(0, 30)), max_size=4),
+        st.integers(1, 40),  # minutes the event time moves on
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(ticks=ticks)
+def test_sleeping_keys_find_what_evaluating_every_boundary_finds_as_counts_arrive(
+    ticks: list[tuple[list[tuple[int, int, int]], int]],
+) -> None:
+    """Counts merged between evaluations, late ones among them and ones ahead of the
+    watermark, wake a sleeping key at the right boundary: the same transitions as a key
+    evaluated at every boundary."""
+    config = LATE_RULES.aggregation_config()
+    evaluator = Evaluator(LATE_RULES)
+    sleeper, stepped = (KeyBuckets("isp=gmail", config) for _ in range(2))
+    state = KeyState()
+    records: dict[str, Any] = {}
+    got: list[AlertTransition] = []
+    want: list[AlertTransition] = []
+    next_step: int | None = None
+    now = 600 * 60
+    for arrivals, minutes in ticks:
+        watermark = config.watermark_for(now)
+        builder = PartialBuilder(LATE_RULES.key_specs(), 60)
+        for ago, ok, deferred in arrivals:
+            for i in range(ok + deferred):
+                cls = DEFER if i < deferred else OK
+                builder.add(now - ago * 60 - 30.0, "gmail", cls, code=421, text="try later")
+        for partial in builder.drain().values():
+            sleeper.merge(partial, watermark)
+            stepped.merge(partial, watermark)
+        now += minutes * 60
+        watermark = config.watermark_for(now)
+        got += evaluate_through(evaluator, sleeper, state, watermark)
+        if next_step is None and stepped.buckets:
+            next_step = min(stepped.buckets) + 60
+        while next_step is not None and next_step <= watermark:
+            stepped.advance(next_step)
+            found, records = evaluator.evaluate(stepped, records, next_step)
+            want += found
+            next_step += 60
+        # Asleep or not, the key is judged through the watermark (what /status reads).
+        assert sleeper.watermark == stepped.watermark
+    assert [t.model_dump() for t in got] == [t.model_dump() for t in want]
+
+
+def test_a_sleeping_key_lets_its_buckets_go() -> None:
+    kb = buckets({0: (5, 1)})
+    state = KeyState()
+    evaluate_through(Evaluator(RULES), kb, state, 60 * 60 * 24 * 7)
+    assert state.sleep is not None
+    assert not kb.buckets
