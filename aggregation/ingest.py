@@ -344,7 +344,7 @@ class EventGroups:
                 replies.append((gk, text, t))
             if hygiene is not None:
                 if classification is delivered:
-                    hygiene.delivery(event.recipient, t)
+                    hygiene.delivery(event.recipient, domain, t)
                 else:
                     hygiene.attempt(event.recipient, domain, t, isp, classification, text)
         progress[source] = newest

@@ -26,12 +26,14 @@ from schemas.vocabulary import HARD_CATEGORIES, BounceType, Outcome
 
 #: Longest reply text an observation carries (the evidence of a suppression record).
 MAX_TEXT = 512
+#: Distinct clean recipient domains an Observer remembers (emptied when full).
+CLEAN_DOMAINS = 65_536
 
 
 class Observer:
     """Collects the observations of one flush, in the order of their events."""
 
-    __slots__ = ("_hash_key", "_last", "_soft", "observations", "partitions")
+    __slots__ = ("_clean", "_hash_key", "_last", "_soft", "observations", "partitions")
 
     def __init__(self, rules: HygieneRules, partitions: int, hash_key: bytes | None = None):
         self._soft = rules.soft_categories
@@ -40,6 +42,8 @@ class Observer:
         self.observations: list[list[Any]] = []
         #: Each key's last observation in this flush (a delivery is merged into it).
         self._last: dict[str, list[Any]] = {}
+        #: Recipient domains as written that are already normalized (no key to build).
+        self._clean: set[str] = set()
 
     def key(self, recipient: str) -> str:
         _local, _, domain = recipient.rpartition("@")
@@ -47,8 +51,16 @@ class Observer:
             return recipient
         return recipient_key(recipient, self._hash_key)
 
-    def delivery(self, recipient: str, t: float) -> None:
-        key = self.key(recipient)
+    def delivery(self, recipient: str, domain: str, t: float) -> None:
+        """A delivery to ``recipient`` (``domain``: its domain as written)."""
+        if domain in self._clean:
+            key = recipient
+        else:
+            key = self.key(recipient)
+            if key is recipient:
+                if len(self._clean) >= CLEAN_DOMAINS:
+                    self._clean.clear()
+                self._clean.add(domain)
         last = self._last.get(key)
         if last is not None and last[1] == DELIVERY:
             if t > last[2]:
@@ -64,7 +76,7 @@ class Observer:
         """An attempt other than a plain 2xx: a delivery, or an observation if it speaks of the
         address (``domain`` as the recipient wrote it)."""
         if c.outcome is Outcome.DELIVERED:
-            self.delivery(recipient, t)
+            self.delivery(recipient, domain, t)
             return
         if c.bounce_type is BounceType.HARD and c.category in HARD_CATEGORIES:
             kind = HARD

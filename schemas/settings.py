@@ -250,9 +250,10 @@ class Settings(BaseSettings):
 
     # --- List hygiene (suppression list) -------------------------------------------------
     hygiene: bool = Field(
-        default=True,
+        default=False,
         description="Keep per-recipient bounce history and publish the suppression list "
-        "(hard bounces, complaints, soft bounces that never end)",
+        "(hard bounces, complaints, soft bounces that never end); off by default while it "
+        "costs more than its throughput target (docs/benchmarks.md)",
     )
     hygiene_min_bounces: int = Field(
         default=5,

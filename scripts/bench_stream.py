@@ -80,7 +80,7 @@ from kafka_broker import KafkaBroker  # noqa: E402
 
 from tests.support.worker import WorkerProcess, metric_sum  # noqa: E402
 
-CONTENDERS = ("worker", "worker-x2", "faust-bare", "aiokafka-bare")
+CONTENDERS = ("worker", "worker-hygiene", "worker-x2", "faust-bare", "aiokafka-bare")
 SHAPES = ("single", "batch")
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 #: Most seconds between progress polls (see ``next_poll``).
@@ -161,7 +161,15 @@ class ChildProcess(WorkerProcess):
 # ---- output -----------------------------------------------------------------------------
 
 
-CODE_PACKAGES = ("bouncewatch", "streams", "aggregation", "alerts", "delivery", "schemas")
+CODE_PACKAGES = (
+    "bouncewatch",
+    "streams",
+    "aggregation",
+    "alerts",
+    "delivery",
+    "schemas",
+    "hygiene",
+)
 
 
 def code_state() -> str:
@@ -350,7 +358,12 @@ class Prober(threading.Thread):
 
 
 def run_worker(
-    inp: Input, env: dict[str, str], workdir: Path, args: argparse.Namespace, profile: Path | None
+    inp: Input,
+    env: dict[str, str],
+    workdir: Path,
+    args: argparse.Namespace,
+    profile: Path | None,
+    name: str = "worker",
 ) -> Run:
     argv = ["-m", "bouncewatch.cli", "worker"]
     if profile is not None:
@@ -366,7 +379,10 @@ def run_worker(
             return min(read / inp.messages, 0.99)
         sent = metric_sum(samples, "bouncewatch_partials_sent_total")
         merged = metric_sum(samples, "bouncewatch_partials_merged_total")
-        return 1.0 if merged >= sent else 0.99
+        # List hygiene: every observation sent is applied (or skipped by the filter) too.
+        observed = metric_sum(samples, "bouncewatch_recipient_observations_sent_total")
+        applied = metric_sum(samples, "bouncewatch_recipient_observations_total")
+        return 1.0 if merged >= sent and applied >= observed else 0.99
 
     prober = Prober(child.web_port)
     prober.start()
@@ -382,9 +398,13 @@ def run_worker(
         "late": int(metric_sum(samples, "bouncewatch_late_events_total")),
         "peak_rss_mb": round(m.peak_rss_mb),
     }
+    observations = int(metric_sum(samples, "bouncewatch_recipient_observations_sent_total"))
+    if observations:
+        notes["observations"] = observations
+        notes["suppressions"] = int(metric_sum(samples, "bouncewatch_suppressions_total"))
     if events != inp.events:
         raise RuntimeError(f"worker counted {events} events, expected {inp.events}: {notes}")
-    return Run("worker", inp.shape, inp.messages, events, m.seconds, m.cpu_seconds, m.load, notes)
+    return Run(name, inp.shape, inp.messages, events, m.seconds, m.cpu_seconds, m.load, notes)
 
 
 def run_workers(
@@ -573,6 +593,9 @@ def measure(bootstrap: str, args: argparse.Namespace) -> list[Run]:
                     try:
                         if contender == "worker":
                             run = run_worker(inp, env, workdir, args, None)
+                        elif contender == "worker-hygiene":
+                            env["BOUNCEWATCH_HYGIENE"] = "true"
+                            run = run_worker(inp, env, workdir, args, None, contender)
                         elif contender == "worker-x2":
                             run = run_workers(inp, env, workdir, args, 2)
                         elif contender == "faust-bare":
@@ -629,6 +652,8 @@ def table(runs: list[Run], args: argparse.Namespace) -> None:
     checks = [
         ("single", "worker", "aiokafka-bare", 0.50, "target: at least 50% of (b)"),
         ("batch", "worker", "aiokafka-bare", 0.50, "target: at least 50% of (b)"),
+        ("single", "worker-hygiene", "worker", 0.80, "list hygiene: target at least 80%"),
+        ("batch", "worker-hygiene", "worker", 0.80, "list hygiene: target at least 80%"),
         ("single", "worker", "faust-bare", None, ""),
         ("batch", "worker", "faust-bare", None, ""),
         ("single", "worker-x2", "worker", None, ""),

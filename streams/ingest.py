@@ -447,6 +447,8 @@ class IngestConsumer:
         metrics.dead_lettered.inc(len(batch.dead))
         for chunk in batch.chunks:
             metrics.partials_sent.inc(len(chunk.partials))
+            if chunk.recipients:
+                metrics.observations_sent.inc(sum(len(o) for o in chunk.recipients.values()))
             for (fmt, outcome, isp), n in chunk.tally.events.items():
                 metrics.events_in.labels(fmt, outcome, isp).inc(n)
             if chunk.tally.skipped:

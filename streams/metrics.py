@@ -150,6 +150,11 @@ class WorkerMetrics:
             ["kind", "result"],
             registry=r,
         )
+        self.observations_sent = Counter(
+            "bouncewatch_recipient_observations_sent",
+            "Hygiene observations the ingest sent to the recipients topic",
+            registry=r,
+        )
         self.suppressions_republished = Counter(
             "bouncewatch_suppressions_recovered",
             "Suppression decisions found pending after a crash, by what the check of the "

@@ -16,6 +16,7 @@ a record of that key with that decision number, and publishes only if there is n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -57,6 +58,17 @@ class RecipientStage:
         self.hashed = hashed
         self.presence = PresenceFilter()
         self._generation = -1
+        #: The changelog write of each key written while a message is applied (its future:
+        #: done once Kafka acknowledged it), so that a decision waits for its own mark only.
+        self._writes: dict[Any, Any] = {}
+        send_changelog = table.send_changelog
+
+        def recorded(partition: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            future = send_changelog(partition, key, value, *args, **kwargs)
+            self._writes[key] = future
+            return future
+
+        table.send_changelog = recorded
 
     def _refresh_presence(self) -> None:
         """After a rebalance, the filter holds the keys of the partitions owned now."""
@@ -72,6 +84,7 @@ class RecipientStage:
 
     async def handle(self, partition: int, offset: int, value: dict[str, Any]) -> None:
         self._refresh_presence()
+        self._writes.clear()
         counts: dict[tuple[str, str], int] = {}
         pending = apply_bundle(
             self.table,
@@ -86,22 +99,38 @@ class RecipientStage:
             self.metrics.recipient_observations.labels(kind, result).inc(n)
         if not pending:
             return
-        # The marks must be in the changelog before anything is published.
-        await self.app.producer.flush()
+        # The marks must be in the changelog before anything is published: wait for the
+        # acknowledgement of each fresh decision's write (not for every write in Faust's
+        # buffer, which a flush would).
+        marks = [self._writes[item.key] for item in pending if item.key in self._writes]
+        if marks:
+            await asyncio.gather(*marks)
+        sends: list[Any] = []
+        sent: list[Pending] = []
         for item in pending:
             if item.check and await self._already_published(partition, item):
                 self.metrics.suppressions_republished.labels("published").inc()
                 log.info("recipients: pending decision %s of a key found published", item.number)
-            else:
-                await self._publish(partition, item)
-                if item.check:
-                    self.metrics.suppressions_republished.labels("sent").inc()
-                    log.info("recipients: pending decision %s of a key sent now", item.number)
+                continue
+            if item.check:
+                self.metrics.suppressions_republished.labels("sent").inc()
+                log.info("recipients: pending decision %s of a key sent now", item.number)
+            sends.append(await self._send(partition, item))
+            sent.append(item)
+        # All of the message's records in flight together; each is acknowledged before its
+        # mark is cleared.
+        if sends:
+            await asyncio.gather(*sends)
+        for item in pending:
             published(self.table, item.key)
+        for item in sent:
+            record = item.record
+            self.metrics.suppressions.labels(record["reason"], record["evidence"]["isp"]).inc()
 
-    async def _publish(self, partition: int, item: Pending) -> None:
+    async def _send(self, partition: int, item: Pending) -> Any:
+        """Send ``item``'s record; the future of its acknowledgement."""
         record = item.record
-        await self.app.producer.send_and_wait(
+        return await self.app.producer.send(
             self.settings.topic_suppressions,
             key=item.key.encode("utf-8", "surrogatepass"),
             value=orjson.dumps(record),
@@ -109,7 +138,6 @@ class RecipientStage:
             timestamp=None,
             headers=[(DECISION_HEADER, str(record["decision"]).encode())],
         )
-        self.metrics.suppressions.labels(record["reason"], record["evidence"]["isp"]).inc()
 
     async def _already_published(self, partition: int, item: Pending) -> bool:
         """Whether the suppressions topic holds ``item``'s record (same key and decision)."""

@@ -335,6 +335,13 @@ def status(t: Topology) -> dict[str, Any]:
         for r in KeyState.from_dict(value).active()
     ]
     set_aside = t.notifiers.set_aside() if t.notifiers is not None else []
+    # Suppressions this worker published since it started, by reason and ISP (list hygiene).
+    suppressions: dict[str, dict[str, int]] = {}
+    for metric in t.metrics.suppressions.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                reason, isp = sample.labels["reason"], sample.labels["isp"]
+                suppressions.setdefault(reason, {})[isp] = int(sample.value)
     return {
         "ready": ready,
         "checks": checks,
@@ -342,4 +349,5 @@ def status(t: Topology) -> dict[str, Any]:
         "alerts": alerts,
         # Notifications an unexpected error set aside: an operator retries or drops them.
         "set_aside": set_aside,
+        "suppressions": suppressions,
     }

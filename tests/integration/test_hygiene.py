@@ -38,6 +38,7 @@ def env(kafka_bootstrap: str, new_topic: Any) -> dict[str, str]:
         BOUNCEWATCH_STORE="rocksdb://",
         BOUNCEWATCH_INSTANCE_ID="hygiene-worker",
         BOUNCEWATCH_INGEST_BATCH_SECONDS="0.3",
+        BOUNCEWATCH_HYGIENE="true",
     )
 
 
@@ -116,6 +117,9 @@ def test_live_suppressions_equal_replay(env: dict[str, str], tmp_path: Path) -> 
         assert worker.metric("bouncewatch_suppressions_total", reason="complaint") == len(
             expected["complaint"]
         )
+        _, status = worker.get("/status")
+        by_reason = {r: sum(v.values()) for r, v in status["suppressions"].items()}
+        assert by_reason == {r: len(a) for r, a in expected.items()}
         cli_checks(env, records, live, reader)
     reader.close()
 

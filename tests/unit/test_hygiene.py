@@ -189,9 +189,9 @@ def test_observer_sorts_classified_events() -> None:
     )
     assert full.category.value == "mailbox_full"
     observer = Observer(HygieneRules(), 4)
-    observer.delivery(ADDR, T0)
-    observer.delivery("kim.doe@example.com", T0 + 1)  # another address: local part kept
-    observer.delivery(ADDR, T0 + 5)  # merged with the first
+    observer.delivery(ADDR, "Example.COM", T0)
+    observer.delivery("kim.doe@example.com", "example.com", T0 + 1)  # local part kept
+    observer.delivery(ADDR, "Example.COM", T0 + 5)  # merged with the first
     observer.attempt(ADDR, "example.com", T0 + 6, "gmail", full, "452 4.2.2 over quota")
     observer.attempt("x@example.com", "example.com", T0 + 7, "gmail", unknown, "550 5.1.1")
     by_partition = observer.drain()
