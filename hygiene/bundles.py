@@ -76,8 +76,10 @@ def apply_bundle(
     presence: PresenceFilter | None = None,
     counts: dict[tuple[str, str], int] | None = None,
     clock: Callable[[], float] = time.time,
+    in_flight: set[str] | frozenset[str] = frozenset(),
 ) -> list[Pending]:
-    """Apply one message's observations to ``table``; the records to publish, in order."""
+    """Apply one message's observations to ``table``; the records to publish, in order.
+    ``in_flight``: keys whose marked decision is being published now (not left by a crash)."""
     out: list[Pending] = []
     fresh: set[str] = set()
     for index, obs in enumerate(observations):
@@ -92,7 +94,7 @@ def apply_bundle(
         old = table.get(key)
         stamp = [offset, index]
         if old is not None:
-            if "pend" in old and key not in fresh:
+            if "pend" in old and key not in fresh and key not in in_flight:
                 # Left by a run cut short between recording a decision and publishing it.
                 out.append(Pending(key, old["pend"], True, int(old.get("at", 0))))
                 fresh.add(key)

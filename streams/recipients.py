@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 DECISION_HEADER = "bouncewatch-decision"
 #: How far before a pending decision's wall-clock time the check starts reading.
 CHECK_MARGIN_MS = 60_000
+#: Publication jobs one partition may have in flight before the agent waits for the oldest.
+MAX_JOBS_IN_FLIGHT = 64
 
 
 class RecipientStage:
@@ -61,6 +63,10 @@ class RecipientStage:
         #: The changelog write of each key written while a message is applied (its future:
         #: done once Kafka acknowledged it), so that a decision waits for its own mark only.
         self._writes: dict[Any, Any] = {}
+        #: Publication jobs per partition, in order, with their records.
+        self._jobs: dict[int, list[tuple[asyncio.Future[None], list[Pending]]]] = {}
+        #: Keys whose decision a job is publishing (not to be checked as left by a crash).
+        self._in_flight: set[str] = set()
         send_changelog = table.send_changelog
 
         def recorded(partition: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -82,50 +88,104 @@ class RecipientStage:
         self._generation = self.app.rebalancing_count
         log.info("recipients: %d addresses with state in the owned partitions", n)
 
-    async def handle(self, partition: int, offset: int, value: dict[str, Any]) -> None:
+    async def handle(self, event: Any) -> None:
+        """Apply one recipients message; its decisions are published by a job of their own
+        (``_publish``), and the message is acknowledged (its offset may be committed) only
+        once they are. Messages without decisions are acknowledged at once."""
+        partition = event.message.partition
+        if self._generation != self.app.rebalancing_count:
+            # Partitions moved: let every job finish before the filter is rebuilt.
+            await self._drain_jobs()
         self._refresh_presence()
+        self._settle(partition)
         self._writes.clear()
         counts: dict[tuple[str, str], int] = {}
         pending = apply_bundle(
             self.table,
-            offset,
-            value.get("obs") or [],
+            event.message.offset,
+            event.value.get("obs") or [],
             self.rules,
             self.hashed,
             self.presence,
             counts,
+            in_flight=self._in_flight,
         )
         for (kind, result), n in counts.items():
             self.metrics.recipient_observations.labels(kind, result).inc(n)
         if not pending:
+            event.ack()
             return
-        # The marks must be in the changelog before anything is published: wait for the
-        # acknowledgement of each fresh decision's write (not for every write in Faust's
-        # buffer, which a flush would).
+        # The marks must be in the changelog before anything is published: the job waits
+        # for the acknowledgement of each fresh decision's write (not for every write in
+        # Faust's buffer, which a flush would).
         marks = [self._writes[item.key] for item in pending if item.key in self._writes]
+        for item in pending:
+            self._in_flight.add(item.key)
+        job = asyncio.ensure_future(self._publish(partition, pending, marks, event))
+        jobs = self._jobs.setdefault(partition, [])
+        jobs.append((job, pending))
+        if len(jobs) > MAX_JOBS_IN_FLIGHT:
+            await asyncio.wait([jobs[0][0]])
+            self._settle(partition)
+
+    def _settle(self, partition: int) -> None:
+        """Clear the marks of the finished jobs of ``partition`` (a table write: only from
+        the agent, while it handles a message of that partition)."""
+        jobs = self._jobs.get(partition)
+        while jobs and jobs[0][0].done():
+            job, pending = jobs.pop(0)
+            for item in pending:
+                self._in_flight.discard(item.key)
+                if not job.cancelled() and job.exception() is None:
+                    published(self.table, item.key)
+
+    async def _drain_jobs(self) -> None:
+        tasks = [job for jobs in self._jobs.values() for job, _ in jobs]
+        if tasks:
+            await asyncio.wait(tasks, timeout=60)
+        self._jobs.clear()
+        self._in_flight.clear()
+
+    async def _publish(
+        self, partition: int, pending: list[Pending], marks: list[Any], event: Any
+    ) -> None:
+        """Publish ``pending`` once their marks are acknowledged; then acknowledge
+        ``event``. A failed send is retried (after a check) until it succeeds: the message
+        is not acknowledged before, so its offset is never committed past it."""
         if marks:
             await asyncio.gather(*marks)
-        sends: list[Any] = []
-        sent: list[Pending] = []
-        for item in pending:
-            if item.check and await self._already_published(partition, item):
-                self.metrics.suppressions_republished.labels("published").inc()
-                log.info("recipients: pending decision %s of a key found published", item.number)
-                continue
-            if item.check:
-                self.metrics.suppressions_republished.labels("sent").inc()
-                log.info("recipients: pending decision %s of a key sent now", item.number)
-            sends.append(await self._send(partition, item))
-            sent.append(item)
-        # All of the message's records in flight together; each is acknowledged before its
-        # mark is cleared.
-        if sends:
-            await asyncio.gather(*sends)
-        for item in pending:
-            published(self.table, item.key)
+        delay = 1.0
+        while True:
+            try:
+                sends: list[Any] = []
+                sent: list[Pending] = []
+                for item in pending:
+                    if item.check and await self._already_published(partition, item):
+                        self.metrics.suppressions_republished.labels("published").inc()
+                        log.info(
+                            "recipients: pending decision %s of a key found published",
+                            item.number,
+                        )
+                        continue
+                    if item.check:
+                        self.metrics.suppressions_republished.labels("sent").inc()
+                        log.info("recipients: pending decision %s of a key sent now", item.number)
+                    sends.append(await self._send(partition, item))
+                    sent.append(item)
+                # All of the message's records in flight together.
+                await asyncio.gather(*sends)
+                break
+            except Exception:
+                log.exception("recipients: publishing suppressions failed; retrying in %ss", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                pending = [
+                    Pending(i.key, i.record, True, i.since_ms) for i in pending
+                ]  # some may have gone out
         for item in sent:
             record = item.record
             self.metrics.suppressions.labels(record["reason"], record["evidence"]["isp"]).inc()
+        event.ack()
 
     async def _send(self, partition: int, item: Pending) -> Any:
         """Send ``item``'s record; the future of its acknowledgement."""
@@ -193,7 +253,8 @@ def install_recipients(
 
     @app.agent(topic, name="recipients")
     async def recipients(stream: faust.StreamT[dict[str, Any]]) -> None:
-        async for event in stream.events():
-            await stage.handle(event.message.partition, event.message.offset, event.value)
+        # Acknowledged by the stage: a message with decisions once they are published.
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
+            await stage.handle(event)
 
     return stage
