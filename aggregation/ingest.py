@@ -453,7 +453,7 @@ class Chunk:
     progress: dict[str, Any]
     tally: BatchTally
     #: Hygiene observations by recipients partition, each in event order.
-    recipients: dict[int, list[list[Any]]] = field(default_factory=dict)
+    recipients: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)
 
 
 class IngestBatch:

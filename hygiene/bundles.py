@@ -16,7 +16,7 @@ write that records it), so it is published with no check.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +70,7 @@ class Pending:
 def apply_bundle(
     table: MutableMapping[str, Any],
     offset: int,
-    observations: list[list[Any]],
+    observations: Sequence[Sequence[Any]],
     rules: HygieneRules,
     hashed: bool = False,
     presence: PresenceFilter | None = None,

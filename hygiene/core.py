@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -189,7 +189,7 @@ def _record(
 
 def apply(
     state: dict[str, Any] | None,
-    obs: list[Any],
+    obs: Sequence[Any],
     rules: HygieneRules,
     hashed: bool = False,
 ) -> tuple[dict[str, Any] | None, Decision | None]:
@@ -319,7 +319,7 @@ class Recipients:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
 
-    def feed(self, observations: Iterable[list[Any]]) -> list[Decision]:
+    def feed(self, observations: Iterable[Sequence[Any]]) -> list[Decision]:
         made: list[Decision] = []
         for obs in observations:
             key = obs[0]

@@ -11,6 +11,7 @@ no observation at all.
 from __future__ import annotations
 
 from typing import Any
+from zlib import crc32
 
 from delivery.types import Classification
 from hygiene.core import (
@@ -20,7 +21,6 @@ from hygiene.core import (
     SOFT,
     HygieneRules,
     recipient_key,
-    recipient_partition,
 )
 from schemas.vocabulary import HARD_CATEGORIES, BounceType, Outcome
 
@@ -39,9 +39,10 @@ class Observer:
         self._soft = rules.soft_categories
         self._hash_key = hash_key
         self.partitions = partitions
-        self.observations: list[list[Any]] = []
-        #: Each key's last observation in this flush (a delivery is merged into it).
-        self._last: dict[str, list[Any]] = {}
+        #: Tuples (short-lived: the garbage collector stops tracking those of plain values).
+        self.observations: list[tuple[Any, ...]] = []
+        #: Where each key's last observation in this flush is (a delivery merges into it).
+        self._last: dict[str, int] = {}
         #: Recipient domains as written that are already normalized (no key to build).
         self._clean: set[str] = set()
 
@@ -61,13 +62,19 @@ class Observer:
                 if len(self._clean) >= CLEAN_DOMAINS:
                     self._clean.clear()
                 self._clean.add(domain)
-        last = self._last.get(key)
-        if last is not None and last[1] == DELIVERY:
-            if t > last[2]:
-                last[2] = t
-            return
-        obs = [key, DELIVERY, t]
-        self._last[key] = obs
+        observations = self.observations
+        at = self._last.get(key)
+        if at is not None:
+            last = observations[at]
+            if last[1] == DELIVERY:
+                if t > last[2]:
+                    observations[at] = (key, DELIVERY, t)
+                return
+        self._last[key] = len(observations)
+        observations.append((key, DELIVERY, t))
+
+    def _add(self, obs: tuple[Any, ...]) -> None:
+        self._last[obs[0]] = len(self.observations)
         self.observations.append(obs)
 
     def attempt(
@@ -85,22 +92,21 @@ class Observer:
         else:
             return
         key = self.key(recipient)
-        obs = [key, kind, t, isp, c.category.value, text[:MAX_TEXT], domain.lower().rstrip(".")]
-        self._last[key] = obs
-        self.observations.append(obs)
+        self._add(
+            (key, kind, t, isp, c.category.value, text[:MAX_TEXT], domain.lower().rstrip("."))
+        )
 
     def complaint(self, recipient: str, domain: str, t: float, isp: str) -> None:
-        key = self.key(recipient)
-        obs = [key, COMPLAINT, t, isp, domain]
-        self._last[key] = obs
-        self.observations.append(obs)
+        self._add((self.key(recipient), COMPLAINT, t, isp, domain))
 
-    def drain(self) -> dict[int, list[list[Any]]]:
-        """The observations by recipients partition, each in event order; then empty."""
-        out: dict[int, list[list[Any]]] = {}
+    def drain(self) -> dict[int, list[tuple[Any, ...]]]:
+        """The observations by recipients partition, each in event order; then empty.
+        (``hygiene.core.recipient_partition``, inlined.)"""
         n = self.partitions
+        out: dict[int, list[tuple[Any, ...]]] = {p: [] for p in range(n)}
         for obs in self.observations:
-            out.setdefault(recipient_partition(obs[0], n), []).append(obs)
+            out[crc32(obs[0].encode("utf-8", "surrogatepass")) % n].append(obs)
+        out = {p: part for p, part in out.items() if part}
         self.observations = []
         self._last = {}
         return out

@@ -99,7 +99,7 @@ def bundles(items: list[bytes], progress: bytes | None) -> list[bytes]:
 OBSERVATIONS_PER_MESSAGE = 2000
 
 
-def observation_bundles(observations: list[list[Any]]) -> list[bytes]:
+def observation_bundles(observations: list[tuple[Any, ...]]) -> list[bytes]:
     """JSON ``{"obs": [...]}`` messages for one recipients partition, in order."""
     step = OBSERVATIONS_PER_MESSAGE
     return [

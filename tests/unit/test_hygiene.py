@@ -199,4 +199,4 @@ def test_observer_sorts_classified_events() -> None:
     kinds = sorted((o[0], o[1]) for o in flat)
     assert kinds == [(KEY, "d"), (KEY, "s"), ("kim.doe@example.com", "d"), ("x@example.com", "h")]
     mine = by_partition[recipient_partition(KEY, 4)]
-    assert next(o for o in mine if o[0] == KEY) == [KEY, "d", T0 + 5]
+    assert next(o for o in mine if o[0] == KEY) == (KEY, "d", T0 + 5)
