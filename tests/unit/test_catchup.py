@@ -22,8 +22,10 @@ from schemas.vocabulary import BounceType, Category, Outcome
 
 OK = Classification(Outcome.DELIVERED, BounceType.NONE, Category.DELIVERED, "ok")
 DEFER = Classification(Outcome.DEFERRED, BounceType.SOFT, Category.THROTTLED, "rate", "TS01")
-RULES = parse_rules("""\
-settings: {bucket: 1m, allowed_lateness: 0, repeat_interval: 10m}
+#: Two rules on one metric; the late variant below gives the spike rule a longer window and a
+#: higher guard than the threshold rule, so that they fall asleep at different volumes.
+RULES_YAML = """\
+settings: {{bucket: 1m, allowed_lateness: {lateness}, repeat_interval: 10m}}
 rules:
   - name: defer
     type: threshold
@@ -31,18 +33,19 @@ rules:
     window: 5m
     min_attempts: 20
     for: 2m
-    severities: {warning: 0.1, critical: 0.3}
+    severities: {{warning: 0.1, critical: 0.3}}
   - name: defer-spike
     type: spike
     metric: deferral_rate
-    window: 5m
-    baseline: {period: 30m, aggregate: median}
+    window: {spike_window}
+    baseline: {{period: 30m, aggregate: median}}
     factor: 2
     severity: warning
     min_delta: 0.05
-    min_attempts: 20
+    min_attempts: {spike_min}
     min_baseline_attempts: 20
-""")
+"""
+RULES = parse_rules(RULES_YAML.format(lateness=0, spike_window="5m", spike_min=20))
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 
 
@@ -142,27 +145,7 @@ def test_replay_refuses_wrong_clocks_and_keeps_its_transitions(tmp_path: Path, c
     assert load_default_rules()  # the default rules are what both runs used
 
 
-LATE_RULES = parse_rules("""\
-settings: {bucket: 1m, allowed_lateness: 5m, repeat_interval: 10m}
-rules:
-  - name: defer
-    type: threshold
-    metric: deferral_rate
-    window: 5m
-    min_attempts: 20
-    for: 2m
-    severities: {warning: 0.1, critical: 0.3}
-  - name: defer-spike
-    type: spike
-    metric: deferral_rate
-    window: 10m
-    baseline: {period: 30m, aggregate: median}
-    factor: 2
-    severity: warning
-    min_delta: 0.05
-    min_attempts: 30
-    min_baseline_attempts: 20
-""")
+LATE_RULES = parse_rules(RULES_YAML.format(lateness="5m", spike_window="10m", spike_min=30))
 
 # Each tick: counts arriving (minutes before the tick's event time, ok, deferred), some late
 # (older than the watermark), some ahead of it, then the watermark moving on.
