@@ -52,8 +52,14 @@ from typing import IO, Any
 from pydantic import TypeAdapter, ValidationError
 
 from bouncewatch.commands.common import load_settings
-from delivery.adapters import FORMATS, REGISTRY, decode_mails, detect, format_help
-from delivery.adapters import dsn as dsn_format
+from delivery.adapters import (
+    FORMATS,
+    MAIL_FORMATS,
+    decode_mails,
+    detect,
+    format_help,
+    reads_mails,
+)
 from delivery.adapters.common import loads, validation_reason
 from delivery.classify import load_classifier
 from delivery.evaluation import LABEL_KEYS, LabelError, Scorer, parse_expected, render_text
@@ -72,8 +78,6 @@ _PLAIN_ORIGIN = {"reply.code": "code", "reply.enhanced": "enhanced", "reply.text
 # the plain form has no time; validation needs one and the output never shows it
 _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUS: TypeAdapter[SourceStatus | None] = TypeAdapter(SourceStatus | None)
-#: Formats read a whole mail at a time (from a file, or stdin as one mail).
-MAIL_FORMATS = frozenset(f.name for f in REGISTRY if f.kind == "mail")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -158,7 +162,7 @@ def classify_files(
             out.write(json.dumps({"file": name, "error": reason, "field": None, "format": None}))
             out.write("\n")
             continue
-        if reader.fmt in MAIL_FORMATS or (reader.fmt == "auto" and dsn_format.looks_like(data)):
+        if reads_mails(reader.fmt, data):
             errors += _classify_mails(name, data, out, reader, explain)
         else:
             lines = EventReader(reader.fmt, reader.classifier, reader.resolver)

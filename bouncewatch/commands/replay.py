@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TextIO, cast
+from typing import IO, Any, TextIO, cast
 
 from tqdm import tqdm
 
@@ -135,12 +135,11 @@ def read_observations(
     refused as the worker refuses them (``aggregation.watermark.InputProgress``).
     """
     from aggregation.watermark import InputProgress
-    from delivery.adapters import StreamDecoder
+    from delivery.adapters import Decoded, StreamDecoder, decode_mails, reads_mails
 
     engine = engine or Engine.from_settings(load_settings(), mx_lookup=False)
     inputs = InputProgress(engine.time_bounds)
     now = time.time()
-    decoder = StreamDecoder(fmt)
     text, raw, total = _open(path)
     enabled = progress == "always" or (
         progress == "auto" and total >= PROGRESS_MIN_BYTES and sys.stderr.isatty()
@@ -149,24 +148,43 @@ def read_observations(
     observations: list[Observation] = []
     names: dict[str, str] = {}
     errors = 0
+
+    def take(decoded: Decoded, where: str) -> None:
+        nonlocal errors
+        decoded, _ = inputs.admit(decoded, path, now)
+        for error in decoded.errors:
+            errors += 1
+            if errors <= 10:
+                print(f"{where}: skipped: {error.reason}", file=sys.stderr)
+        new = [observe(e, engine.classifier, engine.resolver) for e in decoded.events]
+        new += [observe_feedback(f, engine.resolver) for f in decoded.feedback]
+        for obs in new:
+            if obs.isp not in names:
+                names[obs.isp] = engine.isp_name(obs.isp)
+        observations.extend(new)
+        bar.update(len(observations))
+
     with text:
-        for number, line in enumerate(text, start=1):
-            decoded, _ = inputs.admit(decoder.feed_line(line), path, now)
-            for error in decoded.errors:
-                errors += 1
-                if errors <= 10:
-                    print(f"{path}:{number}: skipped: {error.reason}", file=sys.stderr)
-            for event in decoded.events:
-                obs = observe(event, engine.classifier, engine.resolver)
-                observations.append(obs)
-                if obs.isp not in names:
-                    names[obs.isp] = engine.isp_name(obs.isp)
-                bar.update(len(observations))
-            for feedback in decoded.feedback:
-                obs = observe_feedback(feedback, engine.resolver)
-                observations.append(obs)
-                if obs.isp not in names:
-                    names[obs.isp] = engine.isp_name(obs.isp)
+        binary: Any = getattr(text, "buffer", None)
+        head = b""
+        if hasattr(binary, "peek"):
+            head = binary.peek(8192)[:8192]
+        elif binary is not None and binary.seekable():
+            head = binary.read(8192)
+            binary.seek(0)
+        if reads_mails(fmt, head):
+            # Bounce mails and feedback reports are read whole: one mail, or an mbox of many.
+            data = binary.read() if binary is not None else text.read().encode()
+            skipped = 0
+            for mail in decode_mails(data):
+                take(mail.decoded, f"{path}: mail {mail.number}")
+                skipped += mail.skipped is not None
+            if skipped:
+                print(f"{path}: {skipped} mails skipped: not bounces", file=sys.stderr)
+        else:
+            decoder = StreamDecoder(fmt)
+            for number, line in enumerate(text, start=1):
+                take(decoder.feed_line(line), f"{path}:{number}")
     bar.update(len(observations), done=True)
     if errors > 10:
         print(f"{path}: {errors} lines or items skipped in all", file=sys.stderr)

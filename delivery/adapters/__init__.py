@@ -96,7 +96,16 @@ INPUT_FORMATS: tuple[str, ...] = (AUTO, *FORMATS)
 _BY_NAME: Mapping[str, InputFormat] = {f.name: f for f in REGISTRY}
 _TEXT = tuple(f for f in REGISTRY if f.kind == "text")
 _TEXT_FORMATS = frozenset(f.name for f in _TEXT)
-_MAIL_FORMATS = frozenset(f.name for f in REGISTRY if f.kind == "mail")
+#: Formats read a whole mail at a time (a file, or an mbox of many), not line by line.
+MAIL_FORMATS = frozenset(f.name for f in REGISTRY if f.kind == "mail")
+
+
+def reads_mails(fmt: str, head: bytes) -> bool:
+    """Whether a file in ``fmt`` whose first bytes are ``head`` is read as mails (one, or an
+    mbox of many) rather than line by line: a mail format, or ``auto`` and a mail header."""
+    return fmt in MAIL_FORMATS or (fmt == "auto" and dsn.looks_like(head))
+
+
 _AUTO_MAIL = next(f for f in REGISTRY if f.kind == "mail")
 
 
@@ -309,7 +318,7 @@ def _decode_message(payload: bytes, fmt: str, year: int | None, tz: tzinfo) -> D
     out = _Out()
     if _is_mail(payload, fmt):
         # a mail is bytes in any charset its parts declare: no UTF-8 test of the whole
-        reader = _BY_NAME[fmt] if fmt in _MAIL_FORMATS else _AUTO_MAIL
+        reader = _BY_NAME[fmt] if fmt in MAIL_FORMATS else _AUTO_MAIL
         name = reader.name
         if fmt == AUTO and b"feedback-report" in bytes(payload[:65536]).lower():
             name = arf.NAME  # read by the same reader, but its errors are the report's
@@ -349,7 +358,7 @@ def _decode_message(payload: bytes, fmt: str, year: int | None, tz: tzinfo) -> D
 def _is_mail(payload: bytes, fmt: str) -> bool:
     if not isinstance(payload, bytes | bytearray):
         return False
-    if fmt in _MAIL_FORMATS:
+    if fmt in MAIL_FORMATS:
         return True
     if fmt != AUTO:
         return False

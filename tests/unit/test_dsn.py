@@ -7,6 +7,7 @@ Exchange Online, qmail-send, Exim, Sendmail 8 (before DSNs), Exchange 2003 and H
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from pathlib import Path
@@ -218,6 +219,32 @@ def test_cli_mail_files_and_stdin(
     assert [a["recipient"] for a in answers] == ["ann@qmail.example", "bo@example.com"]
     assert main(["classify", str(tmp_path / "missing.eml")]) == 0
     assert "cannot read" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_replay_reads_mail_files_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``replay`` reads a bounce mbox (detected, or with --format dsn; gzipped; on stdin)
+    and a feedback report as mails, one event per recipient classify reports."""
+    mbox = DSN / "bounces.mbox"
+    assert main(["classify", "--format", "dsn", str(mbox)]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    recipients = sum(1 for a in answers if "outcome" in a)
+    skipped = sum(1 for a in answers if "skipped" in a)
+    assert recipients >= 2 and skipped >= 1
+    gz = tmp_path / "bounces.mbox.gz"
+    gz.write_bytes(gzip.compress(mbox.read_bytes()))
+    for args in ([str(mbox)], ["--format", "dsn", str(mbox)], [str(gz)]):
+        assert main(["replay", *args, "--output", "jsonl", "--progress", "never"]) == 0
+        err = capsys.readouterr().err
+        assert f"{recipients} events" in err, (args, err)
+        assert f"{skipped} mails skipped: not bounces" in err
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(mbox.read_bytes())))
+    assert main(["replay", "-", "--output", "jsonl", "--progress", "never"]) == 0
+    assert f"{recipients} events" in capsys.readouterr().err
+    arf = SAMPLES / "arf" / "yahoo_abuse.eml"
+    assert main(["replay", str(arf), "--output", "jsonl", "--progress", "never"]) == 0
+    assert "1 events" in capsys.readouterr().err
 
 
 @settings(max_examples=200, deadline=None)
