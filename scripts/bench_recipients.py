@@ -83,6 +83,12 @@ def main() -> int:
     parser.add_argument("--delivered", type=int, default=0)
     parser.add_argument("--checkpoints", type=int, nargs="*", default=None)
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument(
+        "--hygiene",
+        choices=("on", "off"),
+        default="on",
+        help="off: the same feed with list hygiene off (checkpoints count events read)",
+    )
     args = parser.parse_args()
     total = args.recipients + args.delivered
     checkpoints = sorted(args.checkpoints or [total // 8, total // 4, total // 2, total])
@@ -107,7 +113,7 @@ def main() -> int:
             "BOUNCEWATCH_TOPIC_SILENCES": f"rss-{suffix}-silences",
             "BOUNCEWATCH_TOPIC_PARTITIONS": "4",
             "BOUNCEWATCH_STORE": "rocksdb://",
-            "BOUNCEWATCH_HYGIENE": "true",
+            "BOUNCEWATCH_HYGIENE": "true" if args.hygiene == "on" else "false",
             "BOUNCEWATCH_INPUT_FORMAT": "bouncewatch",
             "BOUNCEWATCH_LOG_LEVEL": "WARNING",
         }
@@ -117,13 +123,16 @@ def main() -> int:
         try:
             worker.wait_ready(timeout=180)
             t0 = time.monotonic()
+            counted = (
+                "bouncewatch_recipient_observations_total"
+                if args.hygiene == "on"
+                else "bouncewatch_events_total"
+            )
             print(f"{'observations':>14}{'seconds':>9}{'rss MiB':>9}{'peak MiB':>10}"
                   f"{'rocksdb MB':>12}{'load1':>7}", flush=True)  # fmt: skip
             for mark in checkpoints:
                 while True:
-                    applied = metric_sum(
-                        worker.metrics(), "bouncewatch_recipient_observations_total"
-                    )
+                    applied = metric_sum(worker.metrics(), counted)
                     if applied >= mark:
                         break
                     if time.monotonic() - t0 > args.timeout:

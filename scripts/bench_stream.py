@@ -630,7 +630,7 @@ def median_rate(runs: list[Run], contender: str, shape: str) -> float | None:
 def table(runs: list[Run], args: argparse.Namespace) -> None:
     say("")
     say(
-        f"{'contender':<14}{'shape':<8}{'messages':>10}{'events':>10}{'seconds':>9}"
+        f"{'contender':<16}{'shape':<8}{'messages':>10}{'events':>10}{'seconds':>9}"
         f"{'events/s':>11}{'min':>10}{'max':>10}{'cpu-us/ev':>11}{'load1':>7}"
     )
     for shape in SHAPES:
@@ -641,7 +641,7 @@ def table(runs: list[Run], args: argparse.Namespace) -> None:
             rates = [r.rate for r in mine]
             med = statistics.median(rates)
             say(
-                f"{contender:<14}{shape:<8}{mine[0].messages:>10,}{mine[0].events:>10,}"
+                f"{contender:<16}{shape:<8}{mine[0].messages:>10,}{mine[0].events:>10,}"
                 f"{statistics.median(r.seconds for r in mine):>9.2f}{med:>11,.0f}"
                 f"{min(rates):>10,.0f}{max(rates):>10,.0f}"
                 f"{statistics.median(r.cpu_us_per_event for r in mine):>11.1f}"
