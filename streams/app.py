@@ -11,10 +11,13 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import faust
 from faust.stores import rocksdb as faust_rocksdb
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import FutureMessage
@@ -55,6 +58,30 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
     return None
 
 
+class ActivePartitions:
+    """The partitions Faust's fetcher asks aiokafka for: those active when records are handed
+    over, and none when none is.
+
+    Faust passes its own set of active partitions, which it changes while aiokafka waits for
+    records (up to a second), and aiokafka reads an empty set as every partition: a fetch
+    started during a table recovery (changelog partitions active) that ended after the
+    recovery paused them took the records of every partition, the paused stream partitions
+    too, moving their positions past them, and Faust dropped them (not active). The agents
+    never saw those messages, and their offsets were committed (issue 15).
+    """
+
+    __slots__ = ("live",)
+
+    def __init__(self, live: Collection[Any]) -> None:
+        self.live = live
+
+    def __bool__(self) -> bool:
+        return True  # never "every partition"
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self.live
+
+
 class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -63,10 +90,35 @@ class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._isolation_level = "read_committed"
         return consumer
 
+    async def _fetch_records(
+        self,
+        consumer: Any,
+        active_partitions: Any,
+        timeout: float | None = None,  # noqa: ASYNC109  (Faust calls it so)
+        max_records: int | None = None,
+    ) -> Any:
+        if active_partitions is not None:  # None: a client-only app, every partition
+            active_partitions = ActivePartitions(active_partitions)
+        return await super()._fetch_records(
+            consumer, active_partitions, timeout=timeout, max_records=max_records
+        )
+
 
 class _ReadCommittedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+        """Mark offsets ``offset_from`` to ``offset_to - 1`` as never to be delivered.
+
+        Faust calls this when the message at ``offset_to`` arrives after the one at
+        ``offset_from - 1`` (offsets between them are transaction markers or aborted
+        records, none of which reach an agent), and counts the gap as acknowledged. Its own
+        gap runs to ``offset_to`` inclusive: the message just arriving counted as handled
+        before any agent saw it, and an agent acknowledging out of order (the recipients
+        agent acknowledges a message once its decisions are published) let a commit pass it.
+        """
+        await super()._add_gap(tp, offset_from, offset_to - 1)
 
 
 class _ExactProducerBuffer(ProducerBuffer):
@@ -210,6 +262,97 @@ class _Table(faust.Table):  # type: ignore[type-arg]
         return store
 
 
+class _Recovery(Recovery):
+    """Faust's table recovery, with the stream partitions resumed only after their seek.
+
+    Once the tables are recovered, Faust resumes the stream partitions, then seeks them to
+    their committed offsets, then clears the agents' queues (``flow_control.resume``) while
+    its fetcher runs all along. Messages fetched during the seek went into a queue that was
+    then cleared, and the seek reset Faust's read offset behind the fetcher's position: the
+    next message's offset jump was taken for a gap of transaction markers (or fell in the
+    one offset Faust lets a commit skip after the committed one), counted as acknowledged,
+    and the offsets were committed past messages no agent had seen (a notify transition
+    never sent after quick restarts, issue 15). Here the partitions are seeked while still
+    paused, then the queues cleared and flow resumed, then the partitions resumed, with no
+    await after the seek: with :class:`ActivePartitions` (a paused partition's records are
+    not handed out), nothing is fetched from them before the seek, and nothing they deliver
+    is cleared.
+    """
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        # Faust's Recovery.on_recovery_completed (faust-streaming 0.15), reordered.
+        app: Any = self.app
+        consumer = app.consumer
+        self.log.info("Restore complete!")
+        await app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(
+                    self.actives_for_table[table], self.standbys_for_table[table]
+                )
+            )
+            for table in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if app.consumer_generation_id != generation_id:
+            self.log.warning(
+                f"Recovery rebalancing again app id {app.consumer_generation_id} "
+                f"param {generation_id}"
+            )
+            return
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets.")
+        await resume_streams_after_seek(
+            consumer,
+            app.flow_control,
+            {tp for tp in assignment if not self._is_changelog_tp(tp)},
+            seek=(
+                (lambda: self._wait(consumer.perform_seek(), app.conf.broker_request_timeout))
+                if assignment
+                else None
+            ),
+        )
+        self.completed.set()
+        await app._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+
+async def resume_streams_after_seek(
+    consumer: Any,
+    flow_control: Any,
+    streams: set[Any],
+    *,
+    seek: Callable[[], Awaitable[None]] | None,
+) -> None:
+    """Seek the paused stream partitions ``streams`` to their committed offsets (``seek``),
+    then clear the agents' queues and resume flow, then resume the partitions (see
+    :class:`_Recovery`)."""
+    if seek is not None:
+        await seek()
+    # No await from here on: the fetcher cannot deliver anything between the clearing of the
+    # queues and the partitions' resumption.
+    flow_control.resume()  # clears the agents' queues
+    consumer.resume_flow()
+    consumer.resume_partitions(streams)
+
+
+class _TableManager(TableManager):
+    """Faust's table manager, with :class:`_Recovery`."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = _Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
 class _Web(faust_aiohttp.Web):
     """Faust's aiohttp server with none of Faust's own pages, only those the app adds.
 
@@ -246,6 +389,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         broker_credentials=broker_credentials(settings),
         store=settings.store,
         Table=_Table,
+        TableManager=_TableManager,
         datadir=str(settings.data_dir),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
