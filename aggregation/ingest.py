@@ -37,7 +37,7 @@ from hygiene.core import HygieneRules, hash_key_from_settings, rules_from_settin
 from hygiene.observe import Observer
 from schemas.event import DeliveryEvent, FeedbackEvent
 from schemas.settings import Settings
-from schemas.vocabulary import Category
+from schemas.vocabulary import BounceType, Category
 
 #: Distinct failure replies (code, enhanced code, text) whose reply keys an Engine keeps.
 REPLY_KEY_CACHE_SIZE = 4096
@@ -184,6 +184,8 @@ class BatchTally:
     """What one ingest batch saw: metric labels (counted once per batch) and progress."""
 
     events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: Attempts with a soft bounce type, by ISP: the numerator of ``soft_bounce_rate``.
+    soft: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
     #: Highest event time read per input source ("topic:partition") in this batch.
     progress: dict[str, float] = field(default_factory=dict)
@@ -354,7 +356,7 @@ class EventGroups:
         """Add every group to ``builder`` and count it in ``tally``; then empty."""
         groups, replies = self.groups, self.replies
         crowded = self._crowded(builder.reply_capacity)
-        events = tally.events
+        events, soft = tally.events, tally.soft
         dims = self._engine.label_values
 
         def add(gk: GroupKey, classification: Classification, text: str, t: float, n: int) -> None:
@@ -377,6 +379,8 @@ class EventGroups:
         for gk, (n, t, classification, text) in groups.items():
             isp, reply, fmt = gk[1], gk[6], gk[7]
             events[(fmt, classification.outcome.value, isp)] += n
+            if classification.bounce_type is BounceType.SOFT:
+                soft[isp] += n
             # In a crowded summary, replies go one by one in their order (below).
             if reply is None or (gk[0], isp, classification.category) not in crowded:
                 add(gk, classification, text, t, n)

@@ -451,6 +451,8 @@ class IngestConsumer:
                 metrics.observations_sent.inc(sum(len(o) for o in chunk.recipients.values()))
             for (fmt, outcome, isp), n in chunk.tally.events.items():
                 metrics.events_in.labels(fmt, outcome, isp).inc(n)
+            for isp, n in chunk.tally.soft.items():
+                metrics.soft_bounces.labels(isp).inc(n)
             if chunk.tally.skipped:
                 metrics.events_skipped.inc(chunk.tally.skipped)
         for direction, n in self.inputs.refused.items():

@@ -42,6 +42,13 @@ class WorkerMetrics:
             ["format", "outcome", "isp"],
             registry=r,
         )
+        self.soft_bounces = Counter(
+            "bouncewatch_soft_bounces",
+            "Delivery events whose bounce type is soft (deferrals, and failures that are not "
+            "hard), by ISP: the numerator of the rules' soft_bounce_rate",
+            ["isp"],
+            registry=r,
+        )
         self.events_skipped = Counter(
             "bouncewatch_events_skipped",
             "Records that are not delivery attempts (opens, clicks, receptions)",

@@ -112,6 +112,7 @@ def _exported_names() -> set[str]:
     """Sample names the worker's registry renders once every labelled metric has a child."""
     metrics = WorkerMetrics()
     metrics.events_in.labels("bouncewatch", "delivered", "gmail").inc()
+    metrics.soft_bounces.labels("gmail").inc()
     metrics.invalid_events.labels("event_time").inc()
     metrics.late_events.labels("gmail").inc()
     metrics.events_refused.labels("ahead").inc()

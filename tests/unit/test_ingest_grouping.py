@@ -25,6 +25,7 @@ from alerts.rules import load_default_rules, parse_rules
 from delivery.adapters import decode_message
 from delivery.classify import default_classifier
 from delivery.isp import load_resolver
+from schemas.vocabulary import BounceType
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 NAMES = sorted(p.name.removesuffix(".jsonl.gz") for p in SCENARIOS.glob("*.jsonl.gz"))
@@ -83,6 +84,8 @@ def per_event(
                 tenant=event.tenant,
             )
             tally.events[(event.source_format, classification.outcome.value, isp.key)] += 1
+            if classification.bounce_type is BounceType.SOFT:
+                tally.soft[isp.key] += 1
         builder.note_offset("in:0", offset)
         tally.skipped += decoded.skipped
     return builder.drain(), tally
@@ -128,6 +131,7 @@ def test_grouped_partials_equal_per_event_partials(
     assert as_dicts(got) == as_dicts(want)
     assert top_entries(got) == top_entries(want)
     assert got_tally.events == want_tally.events
+    assert got_tally.soft == want_tally.soft
     assert got_tally.progress == want_tally.progress
     assert got_tally.earliest == want_tally.earliest
     assert got_tally.skipped == want_tally.skipped
