@@ -618,6 +618,12 @@ class AggregationConfig:
         """
         return math.floor(max_event_time) - self.evaluation_delay_seconds
 
+    @property
+    def kept_seconds(self) -> int:
+        """How long behind the watermark a bucket is kept: as long as a rule reads it
+        (``retention``) and counts may still come into it (the lateness past the delay)."""
+        return max(self.retention_seconds, self.lateness_seconds - self.evaluation_delay_seconds)
+
     def late_cutoff(self, watermark: int) -> int:
         """Buckets ending at or before this, for ``watermark``, accept no more counts.
 
@@ -751,7 +757,7 @@ class KeyBuckets:
         self.watermark = watermark
         size = self.config.bucket_seconds
         cutoff = self.config.late_cutoff(watermark)
-        drop_before = min(watermark - self.config.retention_seconds, cutoff)
+        drop_before = watermark - self.config.kept_seconds
         strip_before = min(watermark - self.config.evidence_seconds, cutoff)
         swept, self.swept = self.swept, (drop_before, strip_before)
         buckets = self.buckets
@@ -791,8 +797,8 @@ class KeyBuckets:
 
     def window(self, start: int, end: int, with_replies: bool = False) -> Counts:
         """Sum of the buckets in ``[start, end)``; both must be bucket-aligned. Without
-        replies, the sum slides from the one kept for the previous boundary
-        (``aggregation.windows``): two merges per step, whatever the window's length."""
+        replies, the sum is moved from the nearest one kept (``aggregation.windows``): two
+        merges per boundary stepped, whatever the window's length."""
         size = self.config.bucket_seconds
         if start % size or end % size:
             raise ValueError(f"window [{start}, {end}) is not aligned on {size}s buckets")

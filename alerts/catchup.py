@@ -2,8 +2,8 @@
 
 ``evaluate_through`` is the one loop that turns a key's buckets and alert records into
 transitions, used by the worker's aggregator and by ``replay``. Boundaries are evaluated in
-order, so a worker that was down or slow catches up with the same transitions. A stretch of
-stretch in which a key has no alert pending or firing and every rule's window is below its
+order, so a worker that was down or slow catches up with the same transitions. A stretch
+in which a key has no alert pending or firing and every rule's window is below its
 volume guard is slept through (``Sleep``) until counts come: every evaluation there would
 find nothing active and change nothing. So an event with a wrong clock, or a key quiet for a
 week, costs what one bucket costs, and the many small keys of a month's replay cost their
@@ -63,7 +63,8 @@ def _quiet(records: Mapping[str, AlertStateRecord]) -> bool:
 
 @dataclass(slots=True)
 class Sleep:
-    """A quiet key whose every rule was below its volume guard at ``since``: what wakes it.
+    """A quiet key whose every rule was below its volume guard at the boundary ``since`` it
+    fell asleep at (``start``): what wakes it.
 
     A window's volume only grows with counts in it, and a window ending after ``since``
     holds the buckets of the one ending at ``since`` that it still covers, plus buckets from
@@ -74,7 +75,7 @@ class Sleep:
     the first boundary whose windows can hold the new counts.
     """
 
-    since: int
+    #: The first bucket at or after ``since`` that held counts when the key fell asleep.
     ahead: int | None
     #: When to prune the key's buckets: a long sleep must not keep them.
     prune_at: int
@@ -82,7 +83,7 @@ class Sleep:
     @classmethod
     def start(cls, kb: KeyBuckets, since: int) -> Sleep:
         kb.touched = None
-        return cls(since, _first_at_or_after(kb, since), since + _kept_for(kb))
+        return cls(_first_at_or_after(kb, since), since + _kept_for(kb))
 
     def wake(self, kb: KeyBuckets) -> int | None:
         """The first boundary to evaluate again (``None``: none until counts come)."""
@@ -110,11 +111,9 @@ def _first_at_or_after(kb: KeyBuckets, since: int) -> int | None:
 
 
 def _kept_for(kb: KeyBuckets) -> int:
-    """How long behind the watermark ``KeyBuckets.advance`` keeps a bucket at most: a key
-    asleep that long has nothing left that advancing would not drop."""
-    config = kb.config
-    keep = max(config.retention_seconds, config.lateness_seconds - config.evaluation_delay_seconds)
-    return keep + config.bucket_seconds
+    """How long a key asleep waits before advancing drops something: by then every bucket
+    it held when it fell asleep is behind what ``KeyBuckets.advance`` keeps."""
+    return kb.config.kept_seconds + kb.config.bucket_seconds
 
 
 def evaluate_through(

@@ -158,7 +158,7 @@ class Evaluator:
             if record is None:
                 record = AlertStateRecord(fp, rule.name, key)
             judgement = self.judge(rule, buckets, end, record, cache)
-            if judgement.attempts >= max(rule.min_attempts, 1):
+            if judgement.attempts >= rule.volume_guard:
                 below_guard = False
             if judgement.active is None and fp not in states:
                 continue  # nothing to remember about a rule that has never been active
@@ -229,7 +229,7 @@ class Evaluator:
         value = metric.value(current)
         holding = record.state in (AlertState.PENDING, AlertState.FIRING)
         volume = metric.volume(current)
-        if not holding and volume < max(rule.min_attempts, 1):
+        if not holding and volume < rule.volume_guard:
             # Below the volume guard no level can hold: the verdict the full judgement below
             # reaches, without its bounds and baseline (most evaluations of a quiet key).
             return Judgement(None, value, value, volume)
@@ -239,7 +239,7 @@ class Evaluator:
             rising = rule.comparison in (">", ">=")
             judged = self._judged(rule, metric, current, rising)
             active: Severity | None = None
-            if volume >= max(rule.min_attempts, 1):
+            if volume >= rule.volume_guard:
                 op = _OPS[rule.comparison]
                 for severity, threshold in levels:
                     if severity_rank(severity) <= held:
@@ -255,7 +255,7 @@ class Evaluator:
         active = None
         if (
             baseline is not None
-            and volume >= max(rule.min_attempts, 1)
+            and volume >= rule.volume_guard
             and baseline_attempts >= rule.baseline_min_attempts
         ):
             for severity, factor in levels:

@@ -135,6 +135,12 @@ class _Rule(BaseModel):
         return parse_metric(self.metric)
 
     @property
+    def volume_guard(self) -> int:
+        """The volume a window needs for the rule to judge it: ``min_attempts``, and at least
+        one (a rate over nothing is no rate)."""
+        return max(self.min_attempts, 1)
+
+    @property
     def key_spec(self) -> KeySpec:
         return KeySpec.of(self.group_by)
 

@@ -220,7 +220,7 @@ def rule_series(
     for end in range(1, n + 1):
         a, k = window(end)
         # Shown where the rule judges: with at least min_attempts in the window.
-        values.append(value(a, k) if a >= max(rule.min_attempts, 1) else None)
+        values.append(value(a, k) if a >= rule.volume_guard else None)
         if isinstance(rule, SpikeRule):
             found: list[float] = []
             for i in range(1, windows + 1):
