@@ -24,7 +24,7 @@ from kafka_broker import KafkaBroker
 from alerts.replay import Replay
 from alerts.rules import load_default_rules
 from bouncewatch.commands.replay import read_observations
-from tests.support.feeds import as_messages, kumomta_feed, produce_keyless
+from tests.support.feeds import as_messages, kumomta_feed, produce_in_slices
 from tests.support.kafka_io import TopicReader
 from tests.support.transitions import transition_keys
 from tests.support.worker import WorkerProcess
@@ -124,15 +124,11 @@ def test_random_kills_and_a_broker_outage_lose_nothing_and_count_nothing_twice(
     messages = as_messages(records)
 
     # The feed arrives over about 20 s in slices, while the worker is killed and restarted.
-    def produce() -> None:
-        step = len(messages) // 20
-        for start in range(0, len(messages), step):
-            produce_keyless(
-                bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], messages[start : start + step]
-            )
-            time.sleep(1)
-
-    producer = threading.Thread(target=produce, daemon=True)
+    producer = threading.Thread(
+        target=produce_in_slices,
+        args=(bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], messages, 1),
+        daemon=True,
+    )
     rng = random.Random(2026)
     port = WorkerProcess(env, tmp_path).web_port  # one address for every restart
     alerts = TopicReader(bootstrap, env["BOUNCEWATCH_TOPIC_ALERTS"])

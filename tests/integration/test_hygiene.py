@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from hygiene.core import normalize
-from tests.support.feeds import as_messages, produce_keyless
+from tests.support.feeds import as_messages, produce_in_slices, produce_keyless
 from tests.support.hygiene_feed import hygiene_feed
 from tests.support.kafka_io import TopicReader
 from tests.support.worker import REPO, WorkerProcess, isolated_env
@@ -186,15 +186,11 @@ def test_sigkill_mid_stream_publishes_nothing_twice_and_loses_nothing(
     messages = as_messages(records)
     bootstrap = env["BOUNCEWATCH_KAFKA_BOOTSTRAP_SERVERS"]
 
-    def produce() -> None:
-        step = len(messages) // 20
-        for start in range(0, len(messages), step):
-            produce_keyless(
-                bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], messages[start : start + step]
-            )
-            time.sleep(0.7)
-
-    producer = threading.Thread(target=produce, daemon=True)
+    producer = threading.Thread(
+        target=produce_in_slices,
+        args=(bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], messages, 0.7),
+        daemon=True,
+    )
     rng = random.Random(2026)
     port = WorkerProcess(env, tmp_path).web_port
     reader: TopicReader | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,17 @@ def produce_keyless(bootstrap: str, topic: str, payloads: list[bytes]) -> None:
         producer.flush()
     finally:
         producer.close()
+
+
+def produce_in_slices(
+    bootstrap: str, topic: str, payloads: list[bytes], pause: float, slices: int = 20
+) -> None:
+    """``produce_keyless`` in ``slices`` parts, ``pause`` seconds apart: a feed that arrives
+    while a test kills and restarts the worker."""
+    step = max(1, len(payloads) // slices)
+    for start in range(0, len(payloads), step):
+        produce_keyless(bootstrap, topic, payloads[start : start + step])
+        time.sleep(pause)
 
 
 def as_messages(records: list[dict[str, Any]]) -> list[bytes]:
