@@ -57,8 +57,9 @@ class Aggregator:
         self.keys_by_partition: dict[int, set[str]] = defaultdict(set)
         self._live: dict[str, KeyBuckets] = {}
         self._live_states: dict[str, KeyState] = {}
-        #: Bucket starts stored per key (the table's index, rebuilt by ``reindex``).
-        self._stored: dict[str, set[int]] = defaultdict(set)
+        #: Bucket starts stored per key not loaded yet (the table's index, by ``reindex``); a
+        #: loaded key's stored entries are its buckets, kept so by ``store``.
+        self._stored: dict[str, list[int]] = defaultdict(list)
         #: (rule, severity) of each firing alert, by aggregation key: what the firing gauge
         #: shows, kept as states are written so that a scrape need not read every state.
         self.firing: dict[str, list[tuple[str, str]]] = {}
@@ -82,15 +83,15 @@ class Aggregator:
             if value is None or parsed is None:
                 continue
             key, start = parsed
-            self._stored[key].add(start)
+            self._stored[key].append(start)
             self.keys_by_partition[int(value["p"])].add(key)
 
     def load(self, key: str) -> KeyBuckets:
         kb = self._live.get(key)
         if kb is not None:
             return kb
-        kb = KeyBuckets(key, self.engine.config)
-        for start in self._stored.get(key, ()):
+        kb = KeyBuckets(key, self.engine.config, pruned=[])
+        for start in self._stored.pop(key, ()):
             value = self.buckets.get(entry(key, start))
             if value is None:
                 continue
@@ -101,17 +102,16 @@ class Aggregator:
         state = self.state(key)
         if state.next_eval is not None:
             kb.watermark = state.next_eval - kb.config.bucket_seconds
-        self._stored[key] = set(kb.buckets)
         self._live[key] = kb
         return kb
 
     def store(self, kb: KeyBuckets, partition: int, changed: Iterable[int] = ()) -> None:
         """Write the buckets in ``changed`` and delete the pruned ones."""
         key = kb.key
-        stored = self._stored[key]
-        for start in [s for s in stored if s not in kb.buckets]:
-            self.buckets.pop(entry(key, start), None)
-            stored.discard(start)
+        if kb.pruned:
+            for start in kb.pruned:
+                self.buckets.pop(entry(key, start), None)
+            kb.pruned.clear()
         offsets: dict[str, int] | None = None
         for start in changed:
             counts = kb.buckets.get(start)
@@ -123,7 +123,6 @@ class Aggregator:
                     "o": offsets,
                     "p": partition,
                 }
-                stored.add(start)
         self.keys_by_partition[partition].add(key)
 
     def state(self, key: str) -> KeyState:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aggregation.frozen import BucketMap
 from aggregation.topk import DEFAULT_CAPACITY, TopK, reply_key
 from aggregation.windows import SlidingSums
 from delivery.types import Classification
@@ -635,11 +636,6 @@ class AggregationConfig:
         return watermark - (self.lateness_seconds - self.evaluation_delay_seconds)
 
 
-def _aligned_between(after: int, through: int, size: int) -> range:
-    """The multiples of ``size`` in ``(after, through]``."""
-    return range(align_down(after, size) + size, align_down(through, size) + 1, size)
-
-
 @dataclass(slots=True)
 class KeyBuckets:
     """All buckets of one aggregation key: the value of the aggregator's table.
@@ -657,7 +653,7 @@ class KeyBuckets:
 
     key: str
     config: AggregationConfig = field(default_factory=AggregationConfig)
-    buckets: dict[int, Counts] = field(default_factory=dict)
+    buckets: BucketMap = field(init=False)
     max_event_time: float | None = None
     watermark: int | None = None
     late: int = 0
@@ -667,10 +663,14 @@ class KeyBuckets:
     offsets: dict[str, int] = field(default_factory=dict)
     #: Window sums kept between evaluations (``aggregation.windows``); not stored.
     sums: SlidingSums | None = field(default=None, compare=False, repr=False)
-    #: The (drop, strip) limits of the last ``advance``: buckets behind them are done.
-    swept: tuple[int, int] | None = field(default=None, compare=False, repr=False)
+    #: Starts of the buckets ``advance`` dropped, when a caller collects them (not None):
+    #: the aggregator deletes their table entries.
+    pruned: list[int] | None = field(default=None, compare=False, repr=False)
     #: The earliest bucket counts were merged into since ``alerts.catchup`` last cleared it.
     touched: int | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.buckets = BucketMap(self.config.bucket_seconds)
 
     # ---- writing
 
@@ -748,42 +748,22 @@ class KeyBuckets:
         A bucket is dropped only once no rule reads it (it ended ``retention`` before the
         watermark) and no count may still land in it (it ended at or before the late
         cut-off); reply samples likewise go only once both the evidence period and the cut-off
-        are behind the bucket. Pruning by the watermark alone would, when the lateness
-        outlasts the retention, drop a bucket that a late count then re-creates: the result
-        would depend on the order partials arrive in.
+        are behind the bucket, and the bucket is then packed (``aggregation.frozen``).
+        Pruning by the watermark alone would, when the lateness outlasts the retention, drop
+        a bucket that a late count then re-creates: the result would depend on the order
+        partials arrive in.
         """
         if self.watermark is not None and watermark <= self.watermark:
             return
         self.watermark = watermark
         size = self.config.bucket_seconds
-        cutoff = self.config.late_cutoff(watermark)
         drop_before = watermark - self.config.kept_seconds
-        strip_before = min(watermark - self.config.evidence_seconds, cutoff)
-        swept, self.swept = self.swept, (drop_before, strip_before)
-        buckets = self.buckets
-        dropped: dict[int, Counts] = {}
-        if swept is not None and (
-            max(drop_before - swept[0], strip_before - swept[1]) // size <= len(buckets)
-        ):
-            # Only the buckets the limits passed since the last sweep: none behind them can
-            # have come since (they are behind the late cut-off), and a key is advanced at
-            # every boundary, so a scan of all its buckets each time would cost a day's
-            # window 1,440 lookups a minute.
-            for start in _aligned_between(swept[0] - size, drop_before - size, size):
-                counts = buckets.pop(start, None)
-                if counts is not None:
-                    dropped[start] = counts
-            for start in _aligned_between(swept[1] - size, strip_before - size, size):
-                counts = buckets.get(start)
-                if counts is not None and counts.replies:
-                    counts.replies = {}
-        else:
-            for start in list(buckets):
-                end = start + size
-                if end <= drop_before:
-                    dropped[start] = buckets.pop(start)
-                elif end <= strip_before and buckets[start].replies:
-                    buckets[start].replies = {}
+        dropped = self.buckets.drop_ending_by(drop_before)
+        self.buckets.freeze_ending_by(
+            min(watermark - self.config.evidence_seconds, self.config.late_cutoff(watermark))
+        )
+        if dropped and self.pruned is not None:
+            self.pruned.extend(dropped)
         if self.sums is not None:
             self.sums.drop(align_down(drop_before, size), dropped)
 
@@ -854,10 +834,9 @@ class KeyBuckets:
             )
         met = data.get("max_event_time")
         wm = data.get("watermark")
-        return cls(
+        kb = cls(
             key=str(data["key"]),
             config=config or stored,
-            buckets={int(s): Counts.from_dict(c) for s, c in data.get("buckets", {}).items()},
             max_event_time=None if met is None else float(met),
             watermark=None if wm is None else int(wm),
             late=int(data.get("late", 0)),
@@ -865,6 +844,9 @@ class KeyBuckets:
             overlaps=int(data.get("overlaps", 0)),
             offsets={str(p): int(o) for p, o in data.get("offsets", {}).items()},
         )
+        for start, counts in data.get("buckets", {}).items():
+            kb.buckets[int(start)] = Counts.from_dict(counts)
+        return kb
 
 
 def merge_all(
