@@ -1,9 +1,11 @@
 """Memory of the aggregate side for many keys with long windows: 1,000 keys, 24 hours of
 one-minute buckets each.
 
-    .venv/bin/python scripts/bench_memory.py [--keys 1000] [--hours 24] [--store dict|none]
+    .venv/bin/python scripts/bench_memory.py [--keys 1000] [--hours 24] [--window 24h]
+                                             [--store dict|none]
 
-Runs the worker's own ``Aggregator`` in this process over rules with a 24-hour window, and
+Runs the worker's own ``Aggregator`` in this process over a rule with a 24-hour window (or
+``--window``, to compare what a shorter one costs over the same traffic), and
 merges one partial per key and minute (a realistic minute: deliveries, deferrals of two
 causes, a bounce, reply samples) through the evaluation of every boundary, as the live
 worker does. ``--store dict`` keeps the bucket table in a dict, as the worker's
@@ -35,14 +37,14 @@ from delivery.classify import default_classifier  # noqa: E402
 from delivery.isp import load_resolver  # noqa: E402
 
 RULES = """\
-settings: {bucket: 1m, allowed_lateness: 5m, evaluation_delay: 1m}
+settings: {{bucket: 1m, allowed_lateness: 5m, evaluation_delay: 1m}}
 rules:
   - name: daily-hard-bounce-rate
     type: threshold
     metric: hard_bounce_rate
-    window: 24h
+    window: {window}
     min_attempts: 1000
-    severities: {warning: 0.02, critical: 0.05}
+    severities: {{warning: 0.02, critical: 0.05}}
 """
 
 
@@ -64,10 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--window", default="24h", help="the rule's window (default 24h)")
     parser.add_argument("--store", choices=("dict", "none"), default="dict")
     args = parser.parse_args(argv)
 
-    rules = parse_rules(RULES)
+    rules = parse_rules(RULES.format(window=args.window))
     engine = Engine(rules=rules, classifier=default_classifier(), resolver=load_resolver(None))
     classify = engine.classifier.classify
     ok = classify(250, "2.0.0", "OK", None)
@@ -106,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     buckets = sum(len(aggregator.load(k).buckets) for k in aggregator.aggregation_keys())
     print(
         f"{args.keys:,} keys x {args.hours} h of 1-minute buckets ({buckets:,} buckets held), "
+        f"{args.window} window, "
         f"store {args.store}: rss {before:.0f} -> {after:.0f} MiB (+{after - before:.0f}), "
         f"peak {status('VmHWM:'):.0f} MiB, {time.monotonic() - started:.0f} s"
     )
