@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -199,6 +199,8 @@ class BatchTally:
         return max(self.progress.values()) - self.earliest
 
 
+#: Groups ``EventGroups.feeding`` feeds between two of its steps: some milliseconds of work.
+FEED_STEP_GROUPS = 1024
 #: Event time one flush of partials may span at most: a partial holds one entry per bucket it
 #: covers, and a bundle of them must stay well under Kafka's message size limit.
 MAX_FLUSH_SPAN_SECONDS = 1800
@@ -354,6 +356,15 @@ class EventGroups:
 
     def feed(self, builder: PartialBuilder, tally: BatchTally) -> None:
         """Add every group to ``builder`` and count it in ``tally``; then empty."""
+        for _ in self.feeding(builder, tally):
+            pass
+
+    def feeding(
+        self, builder: PartialBuilder, tally: BatchTally, step: int = FEED_STEP_GROUPS
+    ) -> Iterator[None]:
+        """``feed`` in steps of about ``step`` groups, for a caller that has other work to
+        let in between (the worker's event loop): a backlog's chunk holds tens of thousands
+        of groups, a second or more of work in one piece."""
         groups, replies = self.groups, self.replies
         crowded = self._crowded(builder.reply_capacity)
         events, soft = tally.events, tally.soft
@@ -376,7 +387,9 @@ class EventGroups:
                 reply=reply,
             )
 
-        for gk, (n, t, classification, text) in groups.items():
+        for done, (gk, (n, t, classification, text)) in enumerate(groups.items(), 1):
+            if not done % step:
+                yield
             isp, reply, fmt = gk[1], gk[6], gk[7]
             events[(fmt, classification.outcome.value, isp)] += n
             if classification.bounce_type is BounceType.SOFT:
@@ -385,7 +398,9 @@ class EventGroups:
             if reply is None or (gk[0], isp, classification.category) not in crowded:
                 add(gk, classification, text, t, n)
         if crowded:
-            for gk, text, t in replies:
+            for done, (gk, text, t) in enumerate(replies, 1):
+                if not done % step:
+                    yield
                 classification = groups[gk][2]
                 if (gk[0], gk[1], classification.category) in crowded:
                     add(gk, classification, text, t, 1)
@@ -485,7 +500,13 @@ class IngestBatch:
         self._tally = BatchTally()
 
     def read(self, payload: bytes, source: str, offset: int) -> tuple[Decoded, Chunk | None]:
-        decoded = read_message(
+        """``add`` one message, and the chunk flushed if it made the chunk due."""
+        decoded = self.add(payload, source, offset)
+        return decoded, self.flush() if self.due() else None
+
+    def add(self, payload: bytes, source: str, offset: int) -> Decoded:
+        """Read one message into the open chunk."""
+        return read_message(
             self._engine,
             self._builder,
             payload,
@@ -496,12 +517,20 @@ class IngestBatch:
             self._inputs,
             self._clock(),
         )
-        chunk = self.flush() if self._tally.span() > MAX_FLUSH_SPAN_SECONDS else None
-        return decoded, chunk
+
+    def due(self) -> bool:
+        """Whether the open chunk spans enough event time to be flushed now."""
+        return self._tally.span() > MAX_FLUSH_SPAN_SECONDS
 
     def flush(self) -> Chunk:
+        *_, chunk = self.flushing()
+        assert chunk is not None, "flushing ends with the chunk"
+        return chunk
+
+    def flushing(self) -> Iterator[Chunk | None]:
+        """``flush`` in steps (``EventGroups.feeding``): None after each, the chunk last."""
         tally, self._tally = self._tally, BatchTally()
-        self._groups.feed(self._builder, tally)
+        yield from self._groups.feeding(self._builder, tally)
         progress = self._inputs.record(self._clock(), self._partitions)
         recipients = self._observer.drain() if self._observer is not None else {}
-        return Chunk(self._builder.drain(), progress, tally, recipients)
+        yield Chunk(self._builder.drain(), progress, tally, recipients)

@@ -590,6 +590,7 @@ def measure(bootstrap: str, args: argparse.Namespace) -> list[Run]:
                 for contender in args.contenders:
                     group = f"{prefix}-{contender}-{inp.shape}-{rnd}"
                     env = base_env(bootstrap, group, inp.topic, prefix, args.partitions)
+                    env.update(args.worker_env)
                     try:
                         if contender == "worker":
                             run = run_worker(inp, env, workdir, args, None)
@@ -740,6 +741,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
     parser.add_argument("--logs", type=Path, help="keep the contenders' logs and data here")
     parser.add_argument("--profile", type=Path, help="also profile the worker; .prof files here")
+    parser.add_argument(
+        "--worker-env",
+        metavar="NAME=VALUE",
+        type=lambda text: tuple(text.split("=", 1)),
+        action="append",
+        default=[],
+        help="also set this in the contenders' environment (e.g. PYTHONASYNCIODEBUG=1)",
+    )
     parser.add_argument("--profile-top", type=int, default=30)
     args = parser.parse_args(argv)
     # A fresh topic's first produce may meet NotLeaderForPartition; aiokafka retries it.

@@ -44,15 +44,13 @@ from schemas.settings import Settings
 from streams.deadletter import DeadLetter, dead_letter
 from streams.kafka_client import aiokafka_config
 from streams.metrics import WorkerMetrics
+from streams.turns import Turns
 
 log = logging.getLogger(__name__)
 
 #: Bytes of encoded partials one partials message carries at most (a single larger partial
 #: travels alone), well under Kafka's default 1 MB message limit.
 BUNDLE_MAX_BYTES = 256 * 1024
-#: Longest stretch of CPU work between two turns of the event loop while a batch is read, so
-#: that the web port (probes, metrics) answers during a backlog.
-YIELD_EVERY_SECONDS = 0.02
 #: How often a consumer with nothing to read still sends its progress records (idleness).
 PROGRESS_EVERY_SECONDS = 1.0
 #: Most messages one fetch hands over: a batch gathers several fetches, and only the fetch in
@@ -181,6 +179,8 @@ class IngestConsumer:
         self._producer: AIOKafkaProducer | None = None
         self._batch: _Batch | None = None
         self._lock = asyncio.Lock()
+        #: Turns of the loop for the web port and the agents while a backlog is read and sent.
+        self._turns = Turns()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_sent = 0.0
@@ -340,11 +340,11 @@ class IngestConsumer:
     async def _read(self, batch: _Batch, tp: TopicPartition, records: list[Any]) -> None:
         source = source_of(tp)
         reader = batch.reader
-        turn = time.perf_counter() + YIELD_EVERY_SECONDS
-        for n, record in enumerate(records):
+        turns = self._turns
+        for record in records:
             # A null value (tombstone) reads as empty bytes and is dead-lettered.
             value = record.value if isinstance(record.value, bytes) else b""
-            decoded, chunk = reader.read(value, source, record.offset)
+            decoded = reader.add(value, source, record.offset)
             if decoded.errors:
                 for error in decoded.errors:
                     field_label = self.metrics.invalid_field(error.field)
@@ -362,11 +362,9 @@ class IngestConsumer:
                         offset=record.offset,
                     )
                 )
-            if chunk is not None:
-                batch.chunks.append(chunk)
-            if not n % 32 and time.perf_counter() > turn:
-                await asyncio.sleep(0)
-                turn = time.perf_counter() + YIELD_EVERY_SECONDS
+            if reader.due():
+                batch.chunks.append(await self._flush(reader))
+            await turns.take()
         if records:
             batch.offsets[tp] = records[-1].offset + 1
             batch.messages += len(records)
@@ -394,7 +392,7 @@ class IngestConsumer:
         """Send the batch's partials, progress and dead letters; commit its input offsets."""
         producer, consumer = self._producer, self._consumer
         assert producer is not None and consumer is not None
-        batch.chunks.append(batch.reader.flush())
+        batch.chunks.append(await self._flush(batch.reader))
         started = time.perf_counter()
         offsets = {tp: OffsetAndMetadata(o, "") for tp, o in batch.offsets.items()}
         if self.transactional:
@@ -410,6 +408,14 @@ class IngestConsumer:
         self.metrics.ingest_commit_seconds.observe(time.perf_counter() - started)
         self._count(batch)
 
+    async def _flush(self, reader: IngestBatch) -> Chunk:
+        """The reader's open chunk, flushed with turns of the loop in between."""
+        for chunk in reader.flushing():
+            if chunk is not None:
+                return chunk
+            await self._turns.take()
+        raise AssertionError("flushing ends with the chunk")
+
     async def _send(self, producer: AIOKafkaProducer, batch: _Batch) -> list[Awaitable[Any]]:
         pending: list[Awaitable[Any]] = []
         partitions = self.settings.topic_partitions
@@ -418,10 +424,12 @@ class IngestConsumer:
             encoded: list[list[bytes]] = [[] for _ in range(partitions)]
             for key, partial in chunk.partials.items():
                 encoded[partials_partition(key, partitions)].append(orjson.dumps(partial.to_dict()))
+                await self._turns.take()
             progress = orjson.dumps(chunk.progress) if chunk.progress else None
             for p, items in enumerate(encoded):
                 for value in bundles(items, progress):
                     pending.append(await producer.send(topic, value=value, partition=p))
+                    await self._turns.take()
             # List hygiene's observations, in the same transaction (streams.recipients).
             for p, observations in sorted(chunk.recipients.items()):
                 for value in observation_bundles(observations):
@@ -430,6 +438,7 @@ class IngestConsumer:
                             self.settings.topic_recipients, value=value, partition=p
                         )
                     )
+                    await self._turns.take()
         for record in batch.dead:
             pending.append(
                 await producer.send(
@@ -439,6 +448,7 @@ class IngestConsumer:
                     headers=record.headers,
                 )
             )
+            await self._turns.take()
         return pending
 
     def _count(self, batch: _Batch) -> None:

@@ -41,6 +41,7 @@ from streams.metrics import WorkerMetrics
 from streams.notify import PartitionNotifiers, install_notify
 from streams.recipients import RecipientStage, install_recipients
 from streams.silences import SilenceView
+from streams.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,9 @@ def _install_aggregate(t: Topology) -> None:
         for tr in transitions:
             metrics.transitions.labels(tr.rule, tr.kind.value).inc()
 
+    # Catching up, a bundle of partials or a tick can evaluate many boundaries of many keys.
+    turns = Turns()
+
     @app.agent(t.partials_topic, name="aggregate")
     async def aggregate(stream: faust.StreamT[dict[str, Any]]) -> None:
         async for event in stream.events():
@@ -210,6 +214,7 @@ def _install_aggregate(t: Topology) -> None:
                         await publish(transitions)
                     if late:
                         metrics.late_events.labels(parse_key(partial.key)[0]).inc(late)
+                    await turns.take()
                 if "progress" in value:
                     aggregator.progress.update(partition, value["progress"])
             metrics.evaluations.inc(aggregator.evaluations - evaluations)
