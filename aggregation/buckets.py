@@ -138,6 +138,12 @@ class Counts:
     keyed ``d:<sending domain>``, ``i:<source IP>`` and ``c:<campaign>``; at most
     ``COMPLAINT_SOURCES`` distinct values of each kind per bucket are kept (complaints are
     few; past that, the top of a window is approximate).
+
+    ``suppressions`` counts addresses newly put on the suppression list (list hygiene), by
+    reason (``hard_bounce``, ``soft_bounce_streak``, ``complaint``), in the bucket of the
+    event that decided it: the numerator of ``suppression_rate``. They are counted by the
+    recipients stage, which alone knows whether an address was on the list already
+    (``hygiene.bundles``); ``add`` never touches them.
     """
 
     attempts: int = 0
@@ -151,6 +157,15 @@ class Counts:
     complaints: int = 0
     feedback: int = 0
     complaint_sources: dict[str, int] = field(default_factory=dict)
+    suppressions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def suppressed(self) -> int:
+        """New suppressions of every reason."""
+        return sum(self.suppressions.values())
+
+    def add_suppression(self, reason: str, count: int = 1) -> None:
+        self.suppressions[reason] = self.suppressions.get(reason, 0) + count
 
     def add_feedback(
         self,
@@ -223,6 +238,10 @@ class Counts:
             sources = self.complaint_sources
             for name, n in other.complaint_sources.items():
                 sources[name] = sources.get(name, 0) + n
+        if other.suppressions:
+            mine_s = self.suppressions
+            for reason, n in other.suppressions.items():
+                mine_s[reason] = mine_s.get(reason, 0) + n
         if with_replies:
             for category, topk in other.replies.items():
                 mine = self.replies.get(category)
@@ -244,6 +263,7 @@ class Counts:
         for mine, theirs in (
             (self.categories, other.categories),
             (self.complaint_sources, other.complaint_sources),
+            (self.suppressions, other.suppressions),
         ):
             for name, n in theirs.items():
                 left = mine.get(name, 0) - n
@@ -266,6 +286,7 @@ class Counts:
             self.complaints,
             self.feedback,
             dict(self.complaint_sources),
+            dict(self.suppressions),
         )
 
     def failures(self) -> dict[str, int]:
@@ -295,6 +316,8 @@ class Counts:
             out["y"] = self.feedback
         if self.complaint_sources:
             out["xs"] = dict(self.complaint_sources)
+        if self.suppressions:
+            out["sp"] = dict(self.suppressions)
         return out
 
     def top_complaint_sources(self, prefix: str, limit: int = 3) -> list[tuple[str, int]]:
@@ -318,6 +341,7 @@ class Counts:
             complaints=int(data.get("x", 0)),
             feedback=int(data.get("y", 0)),
             complaint_sources={str(k): int(v) for k, v in data.get("xs", {}).items()},
+            suppressions={str(k): int(v) for k, v in data.get("sp", {}).items()},
         )
 
 
@@ -490,6 +514,37 @@ class PartialBuilder:
             if counts is None:
                 counts = partial.buckets[start] = Counts()
             counts.add_feedback(complaint, domain, ip, campaign, count)
+            if partial.max_event_time is None or t > partial.max_event_time:
+                partial.max_event_time = t
+
+    def add_suppression(
+        self,
+        event_time: datetime | float,
+        isp: str,
+        reason: str,
+        *,
+        source_ip: str | None = None,
+        sending_domain: str | None = None,
+        tenant: str | None = None,
+        count: int = 1,
+    ) -> None:
+        """Count ``count`` addresses newly suppressed for ``reason`` by an event at
+        ``event_time`` with these labels, in every key the event fed (as ``add`` does). No
+        attempt: the event itself was counted by ``add`` already."""
+        t = epoch_seconds(event_time)
+        start = bucket_start(t, self._bucket)
+        labels = (isp, source_ip, sending_domain, tenant)
+        keys = self._keys.get(labels)
+        if keys is None:
+            keys = self._keys_for(labels)
+        for key in keys:
+            partial = self._partials.get(key)
+            if partial is None:
+                partial = self._partials[key] = Partial(key)
+            counts = partial.buckets.get(start)
+            if counts is None:
+                counts = partial.buckets[start] = Counts()
+            counts.add_suppression(reason, count)
             if partial.max_event_time is None or t > partial.max_event_time:
                 partial.max_event_time = t
 

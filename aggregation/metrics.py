@@ -10,6 +10,16 @@ delivery they are about, so a window counts the complaints that arrived in it ag
 deliveries made in it, as the providers' dashboards (Gmail Postmaster Tools, Yahoo's
 Sender Hub) do. ``category_rate(<category>)`` and ``category_count(<category>)`` take a
 ``schemas.vocabulary.Category`` value.
+
+``suppression_rate`` = addresses newly put on the suppression list in the window / delivery
+attempts in the window (list hygiene, ``BOUNCEWATCH_HYGIENE``). "Newly" is the hygiene core's
+verdict (``hygiene.core.apply``): an address already on the list adds nothing, however often
+it bounces again, so a list that was cleaned keeps the rate near zero while a stale or bought
+one drives it up. A suppression counts in the bucket of the event that decided it (the hard
+bounce, the complaint, the soft bounce that completed a streak) and in every aggregation key
+that event fed. ``suppression_rate(<reason>)`` and ``suppression_count(<reason>)`` count one
+reason only (``hard_bounce``, ``soft_bounce_streak``, ``complaint``). With hygiene off
+nothing decides suppressions: both metrics are zero.
 """
 
 from __future__ import annotations
@@ -20,6 +30,10 @@ from dataclasses import dataclass
 
 from aggregation.buckets import Counts
 from schemas.vocabulary import Category
+
+#: Why an address went on the suppression list (``hygiene.core.REASONS``, which tests hold
+#: equal): the argument ``suppression_rate(...)`` takes.
+SUPPRESSION_REASONS = ("soft_bounce_streak", "hard_bounce", "complaint")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +59,14 @@ METRICS: dict[str, MetricInfo] = {
     "attempts": MetricInfo(False, "attempts", "attempts"),
     "complaint_rate": MetricInfo(True, "complaint rate", "spam complaints", "delivered"),
     "complaint_count": MetricInfo(False, "complaints", "spam complaints", "delivered"),
+    "suppression_rate": MetricInfo(
+        True, "new-suppression rate{reason}", "new suppressions{reason}"
+    ),
+    "suppression_count": MetricInfo(False, "new suppressions{reason}", "new suppressions{reason}"),
 }
+
+#: Metrics whose argument, optional, is a suppression reason.
+SUPPRESSION_METRICS = frozenset({"suppression_rate", "suppression_count"})
 
 #: What each denominator is called where a number is shown.
 DENOMINATOR_WORDS = {"attempts": "delivery attempts", "delivered": "delivered messages"}
@@ -60,6 +81,8 @@ Z_95 = 1.959963984540054
 class Metric:
     name: str
     category: Category | None = None
+    #: The suppression reason of ``suppression_rate(<reason>)``; None: every reason.
+    reason: str | None = None
 
     @property
     def info(self) -> MetricInfo:
@@ -67,7 +90,9 @@ class Metric:
 
     @property
     def text(self) -> str:
-        return f"{self.name}({self.category.value})" if self.category else self.name
+        if self.category:
+            return f"{self.name}({self.category.value})"
+        return f"{self.name}({self.reason})" if self.reason else self.name
 
     @property
     def is_rate(self) -> bool:
@@ -75,7 +100,8 @@ class Metric:
 
     def _fill(self, text: str) -> str:
         category = self.category.value.replace("_", " ") if self.category else ""
-        return text.format(category=category)
+        reason = f" ({self.reason.replace('_', ' ')})" if self.reason else ""
+        return text.format(category=category, reason=reason)
 
     @property
     def label(self) -> str:
@@ -116,6 +142,10 @@ class Metric:
             return counts.attempts
         if name in ("complaint_rate", "complaint_count"):
             return counts.complaints
+        if name in SUPPRESSION_METRICS:
+            if self.reason is None:
+                return counts.suppressed
+            return counts.suppressions.get(self.reason, 0)
         assert self.category is not None
         return counts.categories.get(self.category.value, 0)
 
@@ -173,6 +203,11 @@ def parse_metric(text: str) -> Metric:
             known = ", ".join(c.value for c in Category)
             raise ValueError(f"unknown category {argument!r}; known: {known}") from None
         return Metric(name, category)
+    if name in SUPPRESSION_METRICS:
+        if argument is not None and argument not in SUPPRESSION_REASONS:
+            known = ", ".join(SUPPRESSION_REASONS)
+            raise ValueError(f"unknown suppression reason {argument!r}; known: {known}")
+        return Metric(name, reason=argument)
     if argument is not None:
         raise ValueError(f"{name} takes no argument")
     return Metric(name)
