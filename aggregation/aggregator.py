@@ -54,6 +54,10 @@ class Aggregator:
         self.buckets = buckets
         self.states = states
         self.progress = Progress()
+        #: The ingest's progress records as the recipients stage passes them on, once it has
+        #: counted the suppressions decided before them (list hygiene on): new suppressions
+        #: come by that way, after the partials of the events that decided them.
+        self.hygiene_progress = Progress()
         self.keys_by_partition: dict[int, set[str]] = defaultdict(set)
         self._live: dict[str, KeyBuckets] = {}
         self._live_states: dict[str, KeyState] = {}
@@ -133,6 +137,10 @@ class Aggregator:
 
     def watermark(self, partition: int) -> int | None:
         event_time = self.progress.event_time(partition)
+        if event_time is not None and self.engine.hygiene is not None:
+            # Judge no bucket before its new suppressions are in (``suppression_rate``).
+            counted = self.hygiene_progress.event_time(partition)
+            event_time = None if counted is None else min(event_time, counted)
         return None if event_time is None else self.engine.config.watermark_for(event_time)
 
     def catch_up(self, kb: KeyBuckets, partition: int) -> list[AlertTransition] | None:

@@ -268,7 +268,8 @@ class EventGroups:
             isp = isp_key(event)
             self.feedback.append((t, isp, labels_of(event), event))
             if hygiene is not None and event.is_complaint and "@" in event.recipient:
-                hygiene.complaint(event.recipient, event.recipient_domain, t, isp)
+                labels = self._engine.label_values(labels_of(event))
+                hygiene.complaint(event.recipient, event.recipient_domain, t, isp, labels)
             if t > progress.get(source, -math.inf):
                 progress[source] = t
             if tally.earliest is None or t < tally.earliest:
@@ -350,7 +351,9 @@ class EventGroups:
                 if classification is delivered:
                     hygiene.delivery(event.recipient, domain, t)
                 else:
-                    hygiene.attempt(event.recipient, domain, t, isp, classification, text)
+                    # The labels say where a suppression this event decides is counted.
+                    labels = engine.label_values(gk[2])
+                    hygiene.attempt(event.recipient, domain, t, isp, classification, text, labels)
         progress[source] = newest
         tally.earliest = lowest
 

@@ -256,3 +256,13 @@ class Progress:
     def sources(self, partition: int) -> dict[str, tuple[float | None, bool]]:
         """What the partition knows of each input partition: (latest event time, idle)."""
         return {s: (v[0], v[1]) for s, v in self._sources.get(partition, {}).items()}
+
+
+def relayed(record: Mapping[str, Any], via: str, ways: int) -> dict[str, Any]:
+    """A progress record (``InputProgress.record``) as passed on by one of ``ways`` relays
+    (``via`` names it): each input partition becomes one source per relay, so that
+    ``Progress`` waits for the slowest relay of every input partition, not the fastest."""
+    return {
+        "of": int(record["of"]) * ways,
+        "sources": {f"{source}@{via}": value for source, value in record["sources"].items()},
+    }

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aggregation.buckets import Counts, KeyBuckets, align_down, key_spec_of, parse_key
-from aggregation.metrics import Metric
+from aggregation.metrics import SUPPRESSION_METRICS, Metric
 from aggregation.topk import TopK
 from alerts.actions import complaint_actions, complaint_limit, recommend
 from alerts.rules import RuleSet, SpikeRule, ThresholdRule
@@ -35,7 +35,7 @@ from schemas.alert import (
     TransitionKind,
 )
 from schemas.durations import format_duration
-from schemas.vocabulary import Category
+from schemas.vocabulary import HARD_CATEGORIES, Category
 
 #: Replies shown per alert: enough to see the pattern, few enough to read in a chat message.
 TOP_REPLIES = 5
@@ -361,6 +361,11 @@ class Evaluator:
     def _cause(metric: Metric, failures: Mapping[str, int]) -> Category | None:
         if metric.category is not None and metric.category is not Category.DELIVERED:
             return metric.category
+        if metric.name in SUPPRESSION_METRICS:
+            # New suppressions speak of the list: the cause is its most frequent address
+            # failure, not a throttling that happens to outnumber it.
+            hard = [c for c in failures if Category(c) in HARD_CATEGORIES]
+            return Category(hard[0]) if hard else None
         if not failures:
             return None
         return Category(next(iter(failures)))
@@ -370,6 +375,8 @@ class Evaluator:
         sources: list[tuple[str, TopK]] = sorted(window.replies.items())
         if metric.category is not None and metric.category.value in window.replies:
             sources = [(metric.category.value, window.replies[metric.category.value])]
+        elif metric.name in SUPPRESSION_METRICS:
+            sources = [(c, topk) for c, topk in sources if Category(c) in HARD_CATEGORIES]
         for category, topk in sources:
             for entry in topk.top(self._top):
                 chosen.append(

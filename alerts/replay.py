@@ -1,7 +1,9 @@
 """Offline replay: feed events through the live core in event-time order, collect transitions.
 
 Complaints and other feedback reports are observations too, fed to the builder's
-``add_feedback`` as the ingest feeds them.
+``add_feedback`` as the ingest feeds them; so are the addresses list hygiene newly suppressed
+(``suppression``, with hygiene on: ``hygiene.replay.Twin``), fed to ``add_suppression`` as
+the worker's recipients stage feeds them.
 
 The path is the live one, stage for stage: classify → resolve the ISP → ``PartialBuilder`` →
 ``KeyBuckets.merge`` → advance the watermark → ``Evaluator.evaluate`` at every bucket boundary
@@ -61,6 +63,8 @@ class Observation(NamedTuple):
     tenant: str | None
     complaint: bool | None = None
     campaign: str | None = None
+    #: The reason of an address newly suppressed by the event at ``t`` (no attempt).
+    suppression: str | None = None
 
 
 @dataclass(slots=True)
@@ -156,6 +160,16 @@ class Replay:
                 size = self.config.bucket_seconds
                 self._next_tick = align_down(math.floor(obs.t), size) + size
             self._advance_to(self.config.watermark_for(obs.t))
+            if obs.suppression is not None:
+                self.builder.add_suppression(
+                    obs.t,
+                    obs.isp,
+                    obs.suppression,
+                    source_ip=obs.source_ip,
+                    sending_domain=obs.sending_domain,
+                    tenant=obs.tenant,
+                )
+                continue  # its event is an observation of its own
             if obs.complaint is not None:
                 self.builder.add_feedback(
                     obs.t,
@@ -237,6 +251,17 @@ class Replay:
         if self._next_tick is None:
             return None
         return self._next_tick - self.config.bucket_seconds
+
+
+def observe_suppression(
+    t: float, isp: str, reason: str, labels: tuple[str | None, str | None, str | None]
+) -> Observation:
+    """An address newly suppressed for ``reason`` by an event at ``t`` with these (source IP,
+    sending domain, tenant) labels."""
+    source_ip, sending_domain, tenant = labels
+    return Observation(
+        t, isp, FEEDBACK, None, None, "", source_ip, sending_domain, tenant, suppression=reason
+    )
 
 
 def replay(

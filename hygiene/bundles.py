@@ -11,6 +11,12 @@ An entry met with ``pend`` still set (a crash came between the steps) may or may
 been published: the caller checks the suppressions topic before publishing it again
 (``Pending.check``). A decision made afresh was never published (publishing waits for the
 write that records it), so it is published with no check.
+
+Each decision is also counted (``suppression_rate``) in a partial for the aggregation keys of
+the event that made it, sent at once with the message's offset as its source. The entry keeps
+the stamp and reason of the observation that decided (``ds``), so a message read again counts
+its decisions again, whether or not the table kept their writes: the same counts under the
+same offset, which the aggregation merges once (``KeyBuckets.merge``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aggregation.buckets import Partial, PartialBuilder
 from hygiene.core import DELIVERY, HygieneRules, apply
+from hygiene.observe import suppression_labels
 
 #: Observation kinds by their names in metrics.
 KIND_NAMES = {"d": "delivery", "s": "soft", "h": "hard", "c": "complaint", "r": "release"}
@@ -77,9 +85,12 @@ def apply_bundle(
     counts: dict[tuple[str, str], int] | None = None,
     clock: Callable[[], float] = time.time,
     in_flight: set[str] | frozenset[str] = frozenset(),
+    counted: list[tuple[Sequence[Any], str]] | None = None,
 ) -> list[Pending]:
     """Apply one message's observations to ``table``; the records to publish, in order.
-    ``in_flight``: keys whose marked decision is being published now (not left by a crash)."""
+    ``in_flight``: keys whose marked decision is being published now (not left by a crash).
+    ``counted``, when given, receives (observation, reason) of every observation of the
+    message that made a decision, made now or before this message was read again."""
     out: list[Pending] = []
     fresh: set[str] = set()
     skipped = 0
@@ -103,7 +114,12 @@ def apply_bundle(
                 out.append(Pending(key, old["pend"], True, int(old.get("at", 0))))
                 fresh.add(key)
             if old.get("o", [-1, -1]) >= stamp:
-                continue  # applied before a crash: its effect is in the entry
+                # Applied before a crash: its effect is in the entry, and its count (if it
+                # decided) goes out again under the same offset.
+                decided = old.get("ds")
+                if counted is not None and decided is not None and decided[:2] == stamp:
+                    counted.append((obs, decided[2]))
+                continue
         new, decision = apply(old, obs, rules, hashed)
         if new is None:
             if old is not None:
@@ -116,6 +132,10 @@ def apply_bundle(
             now_ms = int(clock() * 1000)
             new["pend"] = decision.record
             new["at"] = now_ms
+            reason = decision.record["reason"]
+            new["ds"] = [*stamp, reason]
+            if counted is not None:
+                counted.append((obs, reason))
             out.append(Pending(key, decision.record, False, now_ms))
             fresh.add(key)
         table[key] = new
@@ -134,3 +154,26 @@ def published(table: MutableMapping[str, Any], key: str) -> None:
         del entry["pend"]
         entry.pop("at", None)
         table[key] = entry
+
+
+def decision_partials(
+    builder: PartialBuilder,
+    counted: Sequence[tuple[Sequence[Any], str]],
+    source: str,
+    offset: int,
+) -> dict[str, Partial]:
+    """The partials counting one message's decisions (``counted`` of ``apply_bundle``) in
+    the aggregation keys of the events that made them, stamped with the message's ``offset``
+    in ``source`` (its recipients partition), so that a message read again is merged once."""
+    for obs, reason in counted:
+        source_ip, sending_domain, tenant = suppression_labels(obs)
+        builder.add_suppression(
+            obs[2],
+            obs[3],
+            reason,
+            source_ip=source_ip,
+            sending_domain=sending_domain,
+            tenant=tenant,
+        )
+    builder.note_offset(source, offset)
+    return builder.drain()

@@ -4,12 +4,16 @@ Pure and event-time based: the same observations in the same order give the same
 live or replayed. An observation is a short list (it travels as JSON on the recipients topic):
 
 - ``[key, "d", t]``: a delivery to ``key`` at event time ``t``;
-- ``[key, "s", t, isp, category, text, domain]``: an address-side soft bounce;
-- ``[key, "h", t, isp, category, text, domain]``: a hard bounce that names the address bad;
-- ``[key, "c", t, isp, domain]``: a spam complaint;
+- ``[key, "s", t, isp, category, text, domain, labels]``: an address-side soft bounce;
+- ``[key, "h", t, isp, category, text, domain, labels]``: a hard bounce that names the
+  address bad;
+- ``[key, "c", t, isp, domain, labels]``: a spam complaint;
 - ``[key, "r", t, by]``: a release (``bouncewatch suppressions release``).
 
-Sender-side causes (throttled, reputation, ...) never become observations at all.
+Sender-side causes (throttled, reputation, ...) never become observations at all. ``labels``
+(optional, last) is ``[source_ip, sending_domain, tenant]`` of the event: the rules decide
+nothing with it; a decision is counted with it in the aggregation keys the event fed
+(``suppression_rate``, ``hygiene.observe.suppression_labels``).
 """
 
 from __future__ import annotations
@@ -319,7 +323,13 @@ class Recipients:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
 
-    def feed(self, observations: Iterable[Sequence[Any]]) -> list[Decision]:
+    def feed(
+        self,
+        observations: Iterable[Sequence[Any]],
+        by: list[Sequence[Any]] | None = None,
+    ) -> list[Decision]:
+        """Apply ``observations`` in order; the decisions they make. ``by``, when given,
+        receives the observation behind each decision, in the same order."""
         made: list[Decision] = []
         for obs in observations:
             key = obs[0]
@@ -331,6 +341,8 @@ class Recipients:
                 self.states[key] = new
             if decision is not None:
                 made.append(decision)
+                if by is not None:
+                    by.append(obs)
         self.decisions.extend(made)
         return made
 

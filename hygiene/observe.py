@@ -10,6 +10,7 @@ no observation at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from zlib import crc32
 
@@ -23,6 +24,10 @@ from hygiene.core import (
     recipient_key,
 )
 from schemas.vocabulary import HARD_CATEGORIES, BounceType, Outcome
+
+#: An event's (source IP, sending domain, tenant), each None when unknown or unread; None
+#: for none of them.
+Labels = tuple[str | None, str | None, str | None] | list[str | None] | None
 
 #: Longest reply text an observation carries (the evidence of a suppression record).
 MAX_TEXT = 512
@@ -78,10 +83,18 @@ class Observer:
         self.observations.append(obs)
 
     def attempt(
-        self, recipient: str, domain: str, t: float, isp: str, c: Classification, text: str
+        self,
+        recipient: str,
+        domain: str,
+        t: float,
+        isp: str,
+        c: Classification,
+        text: str,
+        labels: Labels = None,
     ) -> None:
         """An attempt other than a plain 2xx: a delivery, or an observation if it speaks of the
-        address (``domain`` as the recipient wrote it)."""
+        address (``domain`` as the recipient wrote it). ``labels``: the event's (source IP,
+        sending domain, tenant), where a decision it makes is counted (``hygiene.core``)."""
         if c.outcome is Outcome.DELIVERED:
             self.delivery(recipient, domain, t)
             return
@@ -92,12 +105,27 @@ class Observer:
         else:
             return
         key = self.key(recipient)
+        if labels is not None and not any(labels):
+            labels = None  # no rule groups by any: the ISP's key alone
         self._add(
-            (key, kind, t, isp, c.category.value, text[:MAX_TEXT], domain.lower().rstrip("."))
+            (
+                key,
+                kind,
+                t,
+                isp,
+                c.category.value,
+                text[:MAX_TEXT],
+                domain.lower().rstrip("."),
+                labels,
+            )
         )
 
-    def complaint(self, recipient: str, domain: str, t: float, isp: str) -> None:
-        self._add((self.key(recipient), COMPLAINT, t, isp, domain))
+    def complaint(
+        self, recipient: str, domain: str, t: float, isp: str, labels: Labels = None
+    ) -> None:
+        if labels is not None and not any(labels):
+            labels = None
+        self._add((self.key(recipient), COMPLAINT, t, isp, domain, labels))
 
     def drain(self) -> dict[int, list[tuple[Any, ...]]]:
         """The observations by recipients partition, each in event order; then empty.
@@ -110,3 +138,15 @@ class Observer:
         self.observations = []
         self._last = {}
         return out
+
+
+def suppression_labels(obs: Sequence[Any]) -> tuple[str | None, str | None, str | None]:
+    """(source IP, sending domain, tenant) of the event behind a deciding observation: where
+    its suppression is counted (``PartialBuilder.add_suppression``). Observations written
+    before they carried labels count in the ISP's key only."""
+    at = 5 if obs[1] == COMPLAINT else 7
+    labels = obs[at] if len(obs) > at else None
+    if not labels:
+        return None, None, None
+    source_ip, sending_domain, tenant = labels
+    return source_ip, sending_domain, tenant

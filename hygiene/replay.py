@@ -5,49 +5,72 @@ The file is read in its order, as one input partition delivers it (events are no
 time here: the live worker applies observations in the order it reads them). Each event
 goes through the worker's steps: the time check (``InputProgress``), classification, the
 ISP, ``hygiene.observe.Observer`` and ``hygiene.core``. Each output line is one record of
-the topic: ``{"key": ..., "value": {...}}``.
+the topic: ``{"key": ..., "value": {...}}``. The same steps (``Twin``) give ``replay`` the
+new suppressions its rules count (``suppression_rate``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from aggregation.ingest import Engine
 from aggregation.watermark import InputProgress
-from delivery.adapters import StreamDecoder
-from hygiene.core import GraduationRule, HygieneRules, Recipients
+from delivery.adapters import Decoded, StreamDecoder
+from hygiene.core import Decision, GraduationRule, HygieneRules, Recipients
 from hygiene.observe import Observer
+
+
+class Twin:
+    """The worker's hygiene steps over decoded events, in the order they are read."""
+
+    def __init__(self, engine: Engine, rules: HygieneRules | None = None) -> None:
+        rules = rules or engine.hygiene or HygieneRules(default=GraduationRule())
+        self._engine = engine
+        self._observer = Observer(rules, engine.recipient_partitions, engine.hygiene_hash_key)
+        self._recipients = Recipients(rules, hashed=engine.hygiene_hash_key is not None)
+
+    def feed(self, decoded: Decoded) -> list[tuple[Decision, Sequence[Any]]]:
+        """The decisions ``decoded`` (admitted already) makes, each with its observation."""
+        engine, observer = self._engine, self._observer
+        classify = engine.classifier.classify
+        for event in decoded.events:
+            reply = event.reply
+            c = classify(reply.code, reply.enhanced, reply.text, event.status)
+            domain = event.recipient.rpartition("@")[2]
+            labels = (event.source_ip, event.sending_domain, event.tenant)
+            t = event.event_time.timestamp()
+            observer.attempt(
+                event.recipient, domain, t, engine.isp_key(event), c, reply.text, labels
+            )
+        for feedback in decoded.feedback:
+            if feedback.is_complaint and "@" in feedback.recipient:
+                labels = (feedback.source_ip, feedback.sending_domain, feedback.tenant)
+                observer.complaint(
+                    feedback.recipient,
+                    feedback.recipient_domain,
+                    feedback.event_time.timestamp(),
+                    engine.isp_key(feedback),
+                    labels,
+                )
+        if not observer.observations:
+            return []
+        by: list[Sequence[Any]] = []
+        decisions = self._recipients.feed(observer.observations, by)
+        observer.drain()
+        return list(zip(decisions, by, strict=True))
 
 
 def suppressions(
     lines: Iterable[str], fmt: str, engine: Engine, source: str = "replay"
 ) -> Iterator[dict[str, Any]]:
     """The suppressions topic's records for the events of ``lines``, in order."""
-    rules = engine.hygiene or HygieneRules(default=GraduationRule())
-    observer = Observer(rules, engine.recipient_partitions, engine.hygiene_hash_key)
-    recipients = Recipients(rules, hashed=engine.hygiene_hash_key is not None)
+    twin = Twin(engine)
     inputs = InputProgress(engine.time_bounds)
     decoder = StreamDecoder(fmt)
     now = time.time()
-    classify = engine.classifier.classify
     for line in lines:
         decoded, _ = inputs.admit(decoder.feed_line(line), source, now)
-        for event in decoded.events:
-            t = event.event_time.timestamp()
-            reply = event.reply
-            c = classify(reply.code, reply.enhanced, reply.text, event.status)
-            isp = engine.isp_key(event)
-            domain = event.recipient.rpartition("@")[2]
-            observer.attempt(event.recipient, domain, t, isp, c, reply.text)
-        for feedback in decoded.feedback:
-            if feedback.is_complaint and "@" in feedback.recipient:
-                t = feedback.event_time.timestamp()
-                isp = engine.isp_key(feedback)
-                observer.complaint(feedback.recipient, feedback.recipient_domain, t, isp)
-        if observer.observations:
-            for decision in recipients.feed(observer.observations):
-                yield {"key": decision.key, "value": decision.record}
-            observer.observations = []
-            observer.drain()
+        for decision, _obs in twin.feed(decoded):
+            yield {"key": decision.key, "value": decision.record}

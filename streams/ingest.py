@@ -97,12 +97,22 @@ def bundles(items: list[bytes], progress: bytes | None) -> list[bytes]:
 OBSERVATIONS_PER_MESSAGE = 2000
 
 
-def observation_bundles(observations: list[tuple[Any, ...]]) -> list[bytes]:
-    """JSON ``{"obs": [...]}`` messages for one recipients partition, in order."""
+def observation_bundles(
+    observations: list[tuple[Any, ...]], progress: dict[str, Any] | None = None
+) -> list[bytes]:
+    """JSON ``{"obs": [...]}`` messages for one recipients partition, in order; the last one
+    carries the chunk's ``progress`` record (one message with no observations if need be),
+    which the recipients stage passes on to the partials partitions once it has counted the
+    suppressions before it (``streams.recipients``)."""
     step = OBSERVATIONS_PER_MESSAGE
-    return [
-        orjson.dumps({"obs": observations[i : i + step]}) for i in range(0, len(observations), step)
+    out: list[dict[str, Any]] = [
+        {"obs": observations[i : i + step]} for i in range(0, len(observations), step)
     ]
+    if progress:
+        if not out:
+            out.append({"obs": []})
+        out[-1]["progress"] = progress
+    return [orjson.dumps(message) for message in out]
 
 
 def fetch_position(consumer: AIOKafkaConsumer, tp: Any) -> int | None:
@@ -430,9 +440,14 @@ class IngestConsumer:
                 for value in bundles(items, progress):
                     pending.append(await producer.send(topic, value=value, partition=p))
                     await self._turns.take()
-            # List hygiene's observations, in the same transaction (streams.recipients).
-            for p, observations in sorted(chunk.recipients.items()):
-                for value in observation_bundles(observations):
+            # List hygiene's observations, in the same transaction (streams.recipients), and
+            # the progress record to every recipients partition: the aggregation judges a
+            # bucket only once every partition has counted the suppressions decided in it.
+            if self.engine.hygiene is None:
+                continue
+            for p in range(self.settings.topic_partitions):
+                observations = chunk.recipients.get(p, [])
+                for value in observation_bundles(observations, chunk.progress):
                     pending.append(
                         await producer.send(
                             self.settings.topic_recipients, value=value, partition=p

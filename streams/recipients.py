@@ -12,21 +12,35 @@ its acknowledgement, then clears the mark. The message's offset is committed onl
 of that. A worker killed in between reads the message again and meets the mark: it reads
 its partition of the suppressions topic from shortly before the decision (by timestamp) for
 a record of that key with that decision number, and publishes only if there is none.
+
+Suppressions as a metric (``suppression_rate``): each message's decisions are counted in
+partials for the aggregation keys of the events that made them, sent to the partials topic
+at once, in the order of the messages, with the message's offset as their source: a message
+read again sends the same counts under the same offset, merged once (``hygiene.bundles``);
+the message is acknowledged only once they are delivered. Behind them goes the message's
+progress record (the ingest's, ``streams.ingest.observation_bundles``) to every partials
+partition, renamed for this recipients partition (``aggregation.watermark.relayed``): the
+aggregation judges a bucket only once every recipients partition has counted what was
+decided in it, so live and replayed alerts read the same counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hygiene.bundles import Pending, PresenceFilter, apply_bundle, published
+from aggregation.ingest import Engine
+from aggregation.watermark import relayed
+from hygiene.bundles import Pending, PresenceFilter, apply_bundle, decision_partials, published
 from hygiene.core import HygieneRules
 from schemas.settings import Settings
+from streams.ingest import partials_partition
 from streams.kafka_client import aiokafka_config
 from streams.metrics import WorkerMetrics
 
@@ -51,10 +65,13 @@ class RecipientStage:
         table: Any,
         metrics: WorkerMetrics,
         hashed: bool,
+        engine: Engine,
     ) -> None:
         self.app = app
         self.settings = settings
         self.rules = rules
+        #: Builds the partials the decisions are counted in (the aggregation's keys).
+        self.engine = engine
         self.table = table
         self.metrics = metrics
         self.hashed = hashed
@@ -100,6 +117,7 @@ class RecipientStage:
         self._settle(partition)
         self._writes.clear()
         counts: dict[tuple[str, str], int] = {}
+        counted: list[tuple[Sequence[Any], str]] = []
         pending = apply_bundle(
             self.table,
             event.message.offset,
@@ -109,10 +127,15 @@ class RecipientStage:
             self.presence,
             counts,
             in_flight=self._in_flight,
+            counted=counted,
         )
         for (kind, result), n in counts.items():
             self.metrics.recipient_observations.labels(kind, result).inc(n)
-        if not pending:
+        # Sent now, before the next message's: the order the aggregation's dedup relies on.
+        sends = await self._send_counts(
+            partition, event.message.offset, counted, event.value.get("progress")
+        )
+        if not pending and not sends:
             event.ack()
             return
         # The marks must be in the changelog before anything is published: the job waits
@@ -121,7 +144,7 @@ class RecipientStage:
         marks = [self._writes[item.key] for item in pending if item.key in self._writes]
         for item in pending:
             self._in_flight.add(item.key)
-        job = asyncio.ensure_future(self._publish(partition, pending, marks, event))
+        job = asyncio.ensure_future(self._publish(partition, pending, marks, event, sends))
         jobs = self._jobs.setdefault(partition, [])
         jobs.append((job, pending))
         if len(jobs) > MAX_JOBS_IN_FLIGHT:
@@ -146,12 +169,71 @@ class RecipientStage:
         self._jobs.clear()
         self._in_flight.clear()
 
+    async def _send_counts(
+        self,
+        partition: int,
+        offset: int,
+        counted: list[tuple[Sequence[Any], str]],
+        progress: dict[str, Any] | None,
+    ) -> list[tuple[int, bytes, Any]]:
+        """Send the partials counting ``counted`` (the decisions of the message at
+        ``offset``), then ``progress`` relayed, to the partials partitions; (partition,
+        value, future) of each message with counts, which the message's ack waits for."""
+        n = self.settings.topic_partitions
+        encoded: list[list[bytes]] = [[] for _ in range(n)]
+        if counted:
+            source = f"{self.settings.topic_recipients}:{partition}"
+            partials = decision_partials(self.engine.builder(), counted, source, offset)
+            for key, partial in partials.items():
+                encoded[partials_partition(key, n)].append(orjson.dumps(partial.to_dict()))
+        relay = b""
+        if progress:
+            relay = b',"hygiene_progress":' + orjson.dumps(relayed(progress, f"r{partition}", n))
+        sends: list[tuple[int, bytes, Any]] = []
+        for q, items in enumerate(encoded):
+            if not items and not relay:
+                continue
+            value = b'{"partials":[' + b",".join(items) + b"]" + relay + b"}"
+            future = await self._send_partials(q, value)
+            if items:
+                sends.append((q, value, future))
+        return sends
+
+    async def _send_partials(self, partition: int, value: bytes) -> Any:
+        return await self.app.producer.send(
+            self.settings.topic_partials,
+            key=None,
+            value=value,
+            partition=partition,
+            timestamp=None,
+            headers=None,
+        )
+
     async def _publish(
-        self, partition: int, pending: list[Pending], marks: list[Any], event: Any
+        self,
+        partition: int,
+        pending: list[Pending],
+        marks: list[Any],
+        event: Any,
+        counts: Sequence[tuple[int, bytes, Any]] = (),
     ) -> None:
-        """Publish ``pending`` once their marks are acknowledged; then acknowledge
-        ``event``. A failed send is retried (after a check) until it succeeds: the message
-        is not acknowledged before, so its offset is never committed past it."""
+        """Publish ``pending`` once their marks are acknowledged, wait for the counts in
+        ``counts``; then acknowledge ``event``. A failed send is retried (after a check for a
+        record) until it succeeds: the message is not acknowledged before, so its offset is
+        never committed past it."""
+        for q, value, future in counts:
+            delay = 1.0
+            while True:
+                try:
+                    await future
+                    break
+                except Exception:
+                    # Merged once whenever it lands (its offset); a later message's counts
+                    # may land first, and the aggregation then takes these for a re-send.
+                    log.exception("recipients: sending counts failed; retrying in %ss", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    future = await self._send_partials(q, value)
         if marks:
             await asyncio.gather(*marks)
         delay = 1.0
@@ -232,6 +314,7 @@ def install_recipients(
     rules: HygieneRules,
     metrics: WorkerMetrics,
     hashed: bool,
+    engine: Engine,
 ) -> RecipientStage:
     """The recipients topic, table and agent of ``app``."""
     partitions = settings.topic_partitions
@@ -249,7 +332,7 @@ def install_recipients(
         key_type=str,
         help="Per-recipient bounce history and suppression decisions (hygiene.core)",
     )
-    stage = RecipientStage(app, settings, rules, table, metrics, hashed)
+    stage = RecipientStage(app, settings, rules, table, metrics, hashed, engine)
 
     @app.agent(topic, name="recipients")
     async def recipients(stream: faust.StreamT[dict[str, Any]]) -> None:

@@ -123,6 +123,7 @@ def build(settings: Settings, engine: Engine | None = None, **faust_overrides: A
             t.engine.hygiene,
             t.metrics,
             hashed=t.engine.hygiene_hash_key is not None,
+            engine=t.engine,
         )
     mx_cache = t.engine.mx_cache
     if mx_cache is not None:
@@ -217,6 +218,8 @@ def _install_aggregate(t: Topology) -> None:
                     await turns.take()
                 if "progress" in value:
                     aggregator.progress.update(partition, value["progress"])
+                if "hygiene_progress" in value:
+                    aggregator.hygiene_progress.update(partition, value["hygiene_progress"])
             metrics.evaluations.inc(aggregator.evaluations - evaluations)
             metrics.partials_duplicate.inc(aggregator.duplicates - duplicates)
             if aggregator.reopened > reopened:

@@ -56,7 +56,9 @@ class Counted:
 def _numerators(obs: Observation, metrics: Sequence[Metric]) -> list[int]:
     """[attempts, delivered, each metric's numerator] that one observation adds."""
     counts = Counts()
-    if obs.complaint is None:
+    if obs.suppression is not None:
+        counts.add_suppression(obs.suppression)
+    elif obs.complaint is None:
         counts.add(obs.classification, None, None, "")
     else:
         counts.add_feedback(obs.complaint)
@@ -84,14 +86,14 @@ def count(
         key=lambda s: s.dims,
     )
     keys: dict[str, KeyCounts] = {}
-    cache: dict[tuple[Classification, bool | None], list[int]] = {}
+    cache: dict[tuple[Classification, bool | None, str | None], list[int]] = {}
     first = last = None
     width = len(metrics) + 2
     for obs in observations:
         index = math.floor(obs.t) // bucket
         first = index if first is None or index < first else first
         last = index if last is None or index > last else last
-        kind = (obs.classification, obs.complaint)
+        kind = (obs.classification, obs.complaint, obs.suppression)
         adds = cache.get(kind)
         if adds is None:
             adds = cache[kind] = _numerators(obs, metrics)

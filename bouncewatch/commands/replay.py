@@ -132,12 +132,18 @@ def read_observations(
 
     ``engine`` (the settings' by default) classifies and resolves as the worker does. The
     file is one input: events too far ahead of the clock or behind the file's progress are
-    refused as the worker refuses them (``aggregation.watermark.InputProgress``).
+    refused as the worker refuses them (``aggregation.watermark.InputProgress``). With list
+    hygiene on, the addresses the events newly suppress are observations too, decided in the
+    file's order as the worker decides them (``hygiene.replay.Twin``).
     """
     from aggregation.watermark import InputProgress
+    from alerts.replay import observe_suppression
     from delivery.adapters import Decoded, StreamDecoder, decode_mails, reads_mails
+    from hygiene.observe import suppression_labels
+    from hygiene.replay import Twin
 
     engine = engine or Engine.from_settings(load_settings(), mx_lookup=False)
+    twin = Twin(engine) if engine.hygiene is not None else None
     inputs = InputProgress(engine.time_bounds)
     now = time.time()
     text, raw, total = _open(path)
@@ -158,6 +164,14 @@ def read_observations(
                 print(f"{where}: skipped: {error.reason}", file=sys.stderr)
         new = [observe(e, engine.classifier, engine.resolver) for e in decoded.events]
         new += [observe_feedback(f, engine.resolver) for f in decoded.feedback]
+        if twin is not None:
+            new += [
+                observe_suppression(
+                    obs[2], obs[3], str(d.record["reason"]), suppression_labels(obs)
+                )
+                for d, obs in twin.feed(decoded)
+                if d.record is not None
+            ]
         for obs in new:
             if obs.isp not in names:
                 names[obs.isp] = engine.isp_name(obs.isp)
