@@ -227,3 +227,55 @@ def test_sigkill_mid_stream_publishes_nothing_twice_and_loses_nothing(
             reader.close()
         if worker is not None:
             worker.stop()
+
+
+def test_new_hard_bounces_alert_live_as_in_replay(
+    kafka_bootstrap: str, new_topic: Any, tmp_path: Path
+) -> None:
+    """suppression_rate on the real broker: the recipients stage counts the new suppressions
+    into the buckets before the rules judge them, so the worker publishes the transitions
+    replay finds (the stale list's domain fires, the clean one does not)."""
+    from datetime import UTC, datetime
+
+    from aggregation.ingest import Engine
+    from alerts.replay import Replay
+    from bouncewatch.commands.replay import read_observations
+    from schemas.settings import Settings
+    from tests.support.kafka_io import produce_batches
+    from tests.support.list_source_feed import STALE, list_source_feed
+    from tests.support.transitions import transition_keys
+
+    env = isolated_env(kafka_bootstrap, new_topic, partitions=3, BOUNCEWATCH_HYGIENE="true")
+    events = list_source_feed()
+    engine = Engine.from_settings(Settings(hygiene=True, topic_partitions=3), mx_lookup=False)
+    config = engine.config
+    last = max(datetime.fromisoformat(e["event_time"]).timestamp() for e in events)
+    end = int(last) // config.bucket_seconds * config.bucket_seconds + config.bucket_seconds
+    closing = {
+        "event_time": datetime.fromtimestamp(
+            end + config.evaluation_delay_seconds, UTC
+        ).isoformat(),
+        "recipient": "closing@clock.invalid",
+        "reply": {"code": 250, "text": "ok"},
+    }
+    path = tmp_path / "feed.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    observations, names, _ = read_observations(str(path), "auto", "never", engine)
+    replay = Replay(engine.rules, names)
+    replay.feed(sorted(observations, key=lambda o: o.t))
+    want = transition_keys([t.model_dump(mode="json") for t in replay.finish().transitions])
+    assert ("new-hard-bounces-per-domain", json.dumps({"sending_domain": STALE})) in {
+        (k[1], k[3]) for k in want if k[4] == "firing"
+    }, want
+    reader = TopicReader(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_ALERTS"])
+    try:
+        with WorkerProcess(env, tmp_path) as worker:
+            worker.wait_ready(timeout=120)
+            produce_batches(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], events)
+            produce_batches(kafka_bootstrap, env["BOUNCEWATCH_TOPIC_INPUT"], [closing])
+            records = reader.wait_for(lambda r: len(r) >= len(want), timeout=300, settle=4)
+            got = transition_keys([json.loads(r.value) for r in records])
+            assert got == want, worker.tail(30)
+            assert worker.metric("bouncewatch_suppressions_total", reason="hard_bounce") > 0
+    finally:
+        reader.close()

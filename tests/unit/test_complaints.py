@@ -135,7 +135,7 @@ def buckets_with(delivered_per_hour: int, complaints: int) -> KeyBuckets:
 
 def judge(kb: KeyBuckets) -> tuple[Severity | None, int]:
     evaluator = Evaluator(load_default_rules())
-    (rule,) = evaluator.rules_for_key(kb.key)
+    (rule,) = [r for r in evaluator.rules_for_key(kb.key) if r.metric == "complaint_rate"]
     assert rule.name == "complaint-rate-per-domain"
     record = AlertStateRecord("fp", rule.name, kb.key)
     j = evaluator.judge(rule, kb, DAY, record)
@@ -186,7 +186,9 @@ def test_status_reports_what_the_rules_read_with_its_meaning() -> None:
     """/status asks the same definitions: each metric over its rule's window."""
     kb = buckets_with(1000, 30)
     shown = Evaluator(load_default_rules()).metric_status(kb)
-    assert set(shown) == {"complaint_rate"}  # the only rule of a per-domain key
+    # the rules of a per-domain key: complaints and new hard bounces (none here)
+    assert set(shown) == {"complaint_rate", "suppression_rate(hard_bounce)"}
+    assert shown["suppression_rate(hard_bounce)"]["value"] == 0
     rate = shown["complaint_rate"]
     assert rate["value"] == pytest.approx(30 / 24_000)
     assert (rate["volume"], rate["volume_label"]) == (24_000, "delivered messages")

@@ -183,7 +183,7 @@ rules:
 
 def test_rules_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "validate"]) == 0
-    assert "ok, 9 rule(s)" in capsys.readouterr().out
+    assert "ok, 10 rule(s)" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD)
     assert main(["rules", "validate", str(bad)]) == 1
