@@ -530,10 +530,11 @@ class IngestBatch:
         assert chunk is not None, "flushing ends with the chunk"
         return chunk
 
-    def flushing(self) -> Iterator[Chunk | None]:
-        """``flush`` in steps (``EventGroups.feeding``): None after each, the chunk last."""
+    def flushing(self, step: int = FEED_STEP_GROUPS) -> Iterator[Chunk | None]:
+        """``flush`` in steps of ``step`` groups (``EventGroups.feeding``): None after each,
+        the chunk last."""
         tally, self._tally = self._tally, BatchTally()
-        yield from self._groups.feeding(self._builder, tally)
+        yield from self._groups.feeding(self._builder, tally, step)
         progress = self._inputs.record(self._clock(), self._partitions)
         recipients = self._observer.drain() if self._observer is not None else {}
         yield Chunk(self._builder.drain(), progress, tally, recipients)

@@ -319,3 +319,20 @@ def test_grouped_partials_equal_per_event_partials_for_any_events(
     assert top_entries(got) == top_entries(want)
     assert got_tally.events == want_tally.events
     assert got_tally.progress == want_tally.progress
+
+
+def test_flushing_in_steps_gives_the_chunk_a_flush_gives() -> None:
+    eng = engine()
+    messages = payloads(events_of(NAMES[0], ordered=False), 50)
+    whole, stepped = IngestBatch(eng), IngestBatch(eng)
+    for offset, payload in enumerate(messages):
+        whole.add(payload, "in:0", offset)
+        stepped.add(payload, "in:0", offset)
+    groups = len(stepped._groups.groups)
+    steps = list(stepped.flushing(step=32))
+    chunk, pauses = steps[-1], steps[:-1]
+    assert chunk is not None and all(p is None for p in pauses)
+    assert len(pauses) >= groups // 32 > 5  # fed in pieces
+    want = whole.flush()
+    assert as_dicts(chunk.partials) == as_dicts(want.partials)
+    assert chunk.tally.events == want.tally.events
