@@ -1,23 +1,21 @@
-"""``bouncewatch replay EVENTS --suppressions OUT.jsonl``: the suppression list a file of
-events makes, record for record what the worker publishes on the suppressions topic.
+"""The worker's list hygiene steps offline: the suppressions a file of events makes, record
+for record what the worker publishes on the suppressions topic.
 
-The file is read in its order, as one input partition delivers it (events are not sorted by
-time here: the live worker applies observations in the order it reads them). Each event
-goes through the worker's steps: the time check (``InputProgress``), classification, the
-ISP, ``hygiene.observe.Observer`` and ``hygiene.core``. Each output line is one record of
-the topic: ``{"key": ..., "value": {...}}``. The same steps (``Twin``) give ``replay`` the
-new suppressions its rules count (``suppression_rate``).
+``bouncewatch replay`` reads the file in its order, as one input partition delivers it
+(events are not sorted by time here: the live worker applies observations in the order it
+reads them), through the time check, and hands each message's events to ``Twin``: the
+classification, the ISP, ``hygiene.observe.Observer`` and ``hygiene.core``. Its decisions
+are the records of ``replay --suppressions OUT.jsonl`` and the new suppressions the rules
+count (``suppression_rate``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aggregation.ingest import Engine
-from aggregation.watermark import InputProgress
-from delivery.adapters import Decoded, StreamDecoder
+from delivery.adapters import Decoded
 from hygiene.core import Decision, GraduationRule, HygieneRules, Recipients
 from hygiene.observe import Observer
 
@@ -60,17 +58,3 @@ class Twin:
         decisions = self._recipients.feed(observer.observations, by)
         observer.drain()
         return list(zip(decisions, by, strict=True))
-
-
-def suppressions(
-    lines: Iterable[str], fmt: str, engine: Engine, source: str = "replay"
-) -> Iterator[dict[str, Any]]:
-    """The suppressions topic's records for the events of ``lines``, in order."""
-    twin = Twin(engine)
-    inputs = InputProgress(engine.time_bounds)
-    decoder = StreamDecoder(fmt)
-    now = time.time()
-    for line in lines:
-        decoded, _ = inputs.admit(decoder.feed_line(line), source, now)
-        for decision, _obs in twin.feed(decoded):
-            yield {"key": decision.key, "value": decision.record}

@@ -126,7 +126,11 @@ def _open(path: str) -> tuple[TextIO, IO[bytes] | None, int]:
 
 
 def read_observations(
-    path: str, fmt: str, progress: str, engine: Engine | None = None
+    path: str,
+    fmt: str,
+    progress: str,
+    engine: Engine | None = None,
+    suppressions: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Observation], dict[str, str], int]:
     """Decode, classify and resolve every event of the file; (observations, ISP names, errors).
 
@@ -134,7 +138,10 @@ def read_observations(
     file is one input: events too far ahead of the clock or behind the file's progress are
     refused as the worker refuses them (``aggregation.watermark.InputProgress``). With list
     hygiene on, the addresses the events newly suppress are observations too, decided in the
-    file's order as the worker decides them (``hygiene.replay.Twin``).
+    file's order as the worker decides them (``hygiene.replay.Twin``). ``suppressions``, if
+    given, receives the suppressions topic's records those decisions make, ``{"key": ...,
+    "value": ...}`` in order (``replay --suppressions``; with hygiene off, by the default
+    graduation rule, and then not counted in the observations).
     """
     from aggregation.watermark import InputProgress
     from alerts.replay import observe_suppression
@@ -143,7 +150,7 @@ def read_observations(
     from hygiene.replay import Twin
 
     engine = engine or Engine.from_settings(load_settings(), mx_lookup=False)
-    twin = Twin(engine) if engine.hygiene is not None else None
+    twin = Twin(engine) if engine.hygiene is not None or suppressions is not None else None
     inputs = InputProgress(engine.time_bounds)
     now = time.time()
     text, raw, total = _open(path)
@@ -165,13 +172,17 @@ def read_observations(
         new = [observe(e, engine.classifier, engine.resolver) for e in decoded.events]
         new += [observe_feedback(f, engine.resolver) for f in decoded.feedback]
         if twin is not None:
-            new += [
-                observe_suppression(
-                    obs[2], obs[3], str(d.record["reason"]), suppression_labels(obs)
-                )
-                for d, obs in twin.feed(decoded)
-                if d.record is not None
-            ]
+            decisions = twin.feed(decoded)
+            if suppressions is not None:
+                suppressions.extend({"key": d.key, "value": d.record} for d, _ in decisions)
+            if engine.hygiene is not None:
+                new += [
+                    observe_suppression(
+                        obs[2], obs[3], str(d.record["reason"]), suppression_labels(obs)
+                    )
+                    for d, obs in decisions
+                    if d.record is not None
+                ]
         for obs in new:
             if obs.isp not in names:
                 names[obs.isp] = engine.isp_name(obs.isp)
@@ -260,18 +271,23 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 1
     engine = Engine.from_settings(load_settings(), rules, mx_lookup=False)
+    records: list[dict[str, Any]] | None = [] if args.suppressions else None
     try:
         observations, names, _errors = read_observations(
-            args.events, args.format, args.progress, engine
+            args.events, args.format, args.progress, engine, records
         )
     except OSError as exc:
         print(f"bouncewatch replay: {args.events}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    if args.suppressions:
-        written = _write_suppressions(args, engine)
-        if written is None:
+    if records is not None:
+        try:
+            with Path(args.suppressions).open("w", encoding="utf-8") as out:
+                for record in records:
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            print(f"bouncewatch replay: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
             return 1
-        print(f"{written:,} suppression records: {args.suppressions}", file=sys.stderr)
+        print(f"{len(records):,} suppression records: {args.suppressions}", file=sys.stderr)
     transitions: list[AlertTransition] = []
 
     def keep(transition: AlertTransition) -> None:
@@ -297,23 +313,6 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         return _write_report(args, observations, names, rules, result.transitions, rules_b)
     return 0
-
-
-def _write_suppressions(args: argparse.Namespace, engine: Engine) -> int | None:
-    """Write ``--suppressions``: the number of records, None on a file error (said)."""
-    from hygiene.replay import suppressions
-
-    written = 0
-    try:
-        text, _, _ = _open(args.events)
-        with text, Path(args.suppressions).open("w", encoding="utf-8") as out:
-            for record in suppressions(text, args.format, engine, args.events):
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                written += 1
-    except OSError as exc:
-        print(f"bouncewatch replay: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
-        return None
-    return written
 
 
 def _write_report(

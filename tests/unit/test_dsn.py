@@ -282,3 +282,26 @@ def test_any_mail_gives_events_a_skip_or_an_error(parts: list[bytes]) -> None:
     for mail in decode_mails(data):
         assert mail.decoded.events or mail.decoded.errors or mail.skipped is not None
     decode_message(data)  # never raises
+
+
+def test_replay_suppressions_come_from_the_same_read_of_a_mail_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``replay --suppressions`` takes its records from the one pass that reads the file, so
+    bounce mails suppress as events do: each permanently bad recipient once, at once."""
+    mbox = DSN / "bounces.mbox"
+    assert main(["classify", "--format", "dsn", str(mbox)]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    bad = {
+        a["recipient"].lower()
+        for a in answers
+        if a.get("category") in ("user_unknown", "mailbox_disabled", "domain_invalid")
+    }
+    assert bad, "the sample holds permanent failures"
+    out = tmp_path / "suppressions.jsonl"
+    args = ["replay", str(mbox), "--suppressions", str(out), "--progress", "never"]
+    assert main([*args, "--output", "jsonl"]) == 0
+    assert f"{len(bad)} suppression records" in capsys.readouterr().err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["key"].lower() for r in records} == bad
+    assert {r["value"]["reason"] for r in records} == {"hard_bounce"}
