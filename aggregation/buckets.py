@@ -29,7 +29,7 @@ the same as long as no event arrived later than that.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -500,22 +500,8 @@ class PartialBuilder:
         ``sources``: the (sending domain, source IP) of the complained-of mail for the top
         sources, when the labels leave out one no rule groups by; the labels' by default."""
         domain, ip = sources if sources is not None else (sending_domain, source_ip)
-        t = epoch_seconds(event_time)
-        start = bucket_start(t, self._bucket)
-        labels = (isp, source_ip, sending_domain, tenant)
-        keys = self._keys.get(labels)
-        if keys is None:
-            keys = self._keys_for(labels)
-        for key in keys:
-            partial = self._partials.get(key)
-            if partial is None:
-                partial = self._partials[key] = Partial(key)
-            counts = partial.buckets.get(start)
-            if counts is None:
-                counts = partial.buckets[start] = Counts()
+        for counts in self._counts_of(event_time, (isp, source_ip, sending_domain, tenant)):
             counts.add_feedback(complaint, domain, ip, campaign, count)
-            if partial.max_event_time is None or t > partial.max_event_time:
-                partial.max_event_time = t
 
     def add_suppression(
         self,
@@ -531,9 +517,16 @@ class PartialBuilder:
         """Count ``count`` addresses newly suppressed for ``reason`` by an event at
         ``event_time`` with these labels, in every key the event fed (as ``add`` does). No
         attempt: the event itself was counted by ``add`` already."""
+        for counts in self._counts_of(event_time, (isp, source_ip, sending_domain, tenant)):
+            counts.add_suppression(reason, count)
+
+    def _counts_of(
+        self, event_time: datetime | float, labels: tuple[str, str | None, str | None, str | None]
+    ) -> Iterator[Counts]:
+        """The counts of the bucket at ``event_time`` in every key these labels feed, for
+        what is no attempt (feedback, suppressions); each key's partial has seen that time."""
         t = epoch_seconds(event_time)
         start = bucket_start(t, self._bucket)
-        labels = (isp, source_ip, sending_domain, tenant)
         keys = self._keys.get(labels)
         if keys is None:
             keys = self._keys_for(labels)
@@ -544,7 +537,7 @@ class PartialBuilder:
             counts = partial.buckets.get(start)
             if counts is None:
                 counts = partial.buckets[start] = Counts()
-            counts.add_suppression(reason, count)
+            yield counts
             if partial.max_event_time is None or t > partial.max_event_time:
                 partial.max_event_time = t
 
