@@ -32,7 +32,7 @@ from hygiene.core import (
     recipient_key,
     recipient_partition,
 )
-from hygiene.export import PROFILES, export, fold
+from hygiene.export import PROFILES, export, fold, size_warnings
 from schemas.durations import parse_duration
 from schemas.settings import Settings
 
@@ -265,5 +265,8 @@ def run_export(args: argparse.Namespace) -> int:
         )
         return 2
     settings = load_settings()
-    sys.stdout.write(export(_current(args, settings), args.profile, args.format))
+    text = export(_current(args, settings), args.profile, args.format)
+    sys.stdout.write(text)
+    for warning in size_warnings(text, args.profile, args.format):
+        print(f"bouncewatch: {warning}", file=sys.stderr)
     return 0

@@ -1,17 +1,13 @@
 """Recipients messages applied at least once (hygiene.bundles): a message read again after a
 crash changes nothing and decides nothing twice; a decision left pending is published after a
-check; and the export shapes (hygiene.export)."""
+check. (The list folded and exported: test_hygiene_export.py.)"""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from typing import Any
 
 from hygiene.bundles import PresenceFilter, apply_bundle, published
 from hygiene.core import HygieneRules, Recipients
-from hygiene.export import export, fold
 
 DAY = 86_400.0
 T0 = 1_780_000_000.0
@@ -77,39 +73,3 @@ def test_presence_filter_skips_deliveries_to_addresses_without_state() -> None:
     apply_bundle(table, 1, [[KEY, "d", T0 + DAY]], HygieneRules(), False, presence, counts)
     assert table == {}  # the delivery cleared the only bounce: no entry left
     assert counts[("delivery", "applied")] == 1
-
-
-RECORD = {
-    "address": "kim@example.com",
-    "key": "kim@example.com",
-    "reason": "soft_bounce_streak",
-    "category": "mailbox_full",
-    "when": "2026-03-06T09:00:00Z",
-    "rule": "soft_bounces>=5 on >=3 days, no delivery between",
-    "decision": 1,
-    "evidence": {"isp": "gmail", "last_reply": "452 4.2.2 full"},
-}
-
-
-def test_fold_drops_released_addresses() -> None:
-    value = json.dumps(RECORD).encode()
-    assert fold([(KEY, value), ("x@y.org", value), ("x@y.org", None)]) == {KEY: RECORD}
-
-
-def test_export_shapes() -> None:
-    def rows(profile: str) -> list[dict[str, str]]:
-        return list(csv.DictReader(io.StringIO(export([RECORD], profile, "csv"))))
-
-    assert rows("mailgun") == [
-        {
-            "address": KEY,
-            "code": "550",
-            "error": "452 4.2.2 full",
-            "created_at": "Fri, 06 Mar 2026 09:00:00 +0000",
-        }
-    ]
-    assert rows("generic")[0]["email"] == KEY
-    assert rows("sendgrid") == [{"email": KEY, "created": "1772787600"}]
-    assert export([RECORD], "ses", "csv") == f"{KEY},BOUNCE\n"
-    assert export([RECORD], "powermta", "csv") == f"{KEY}\n"
-    assert json.loads(export([RECORD], "postmark", "jsonl")) == {"EmailAddress": KEY}
