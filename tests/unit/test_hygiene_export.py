@@ -214,3 +214,21 @@ def test_size_warnings_at_the_documented_limits() -> None:
     (warning,) = size_warnings(big, "mailgun", "csv")
     assert "25MB" in warning
     assert size_warnings(big, "generic", "csv") == []
+
+
+def test_cli_export_writes_the_shape_and_warns_past_a_limit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from bouncewatch.commands import suppressions
+
+    monkeypatch.setattr(suppressions, "load_settings", lambda: None)
+    monkeypatch.setattr(suppressions, "_current", lambda args, settings: _many(100_001))
+    args = argparse.Namespace(profile="ses", format="csv")
+    assert suppressions.run_export(args) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("u0@example.com,BOUNCE\nu1@example.com,BOUNCE\n")
+    assert "ses csv: 100,001 rows" in err
+    assert suppressions.run_export(argparse.Namespace(profile="kumomta", format="csv")) == 2
+    assert "--profile kumomta takes --format jsonl" in capsys.readouterr().err
