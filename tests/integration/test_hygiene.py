@@ -149,9 +149,15 @@ def cli_checks(
     assert json.loads(cli(env, "check", f"{local}@{domain.upper()}").stdout) == full
     assert json.loads(cli(env, "check", address).stdout) == full
     assert cli(env, "check", "nobody@example.com", check=False).returncode == 1
+    # Mailgun takes bounces and complaints in two lists: together, every live record.
     exported = cli(env, "export", "--format", "csv", "--profile", "mailgun").stdout.splitlines()
     assert exported[0] == "address,code,error,created_at"
-    assert len(exported) == len(live) + 1
+    complaints = cli(
+        env, "export", "--format", "csv", "--profile", "mailgun-complaints"
+    ).stdout.splitlines()
+    assert complaints[0] == "address,created_at"
+    assert len(complaints) - 1 == len(listed)
+    assert len(exported) - 1 + len(complaints) - 1 == len(live)
     cli(env, "release", address, "--by", "tester", "--why", "ticket 1")
     assert cli(env, "check", address, check=False).returncode == 1
     audit = TopicReader(
