@@ -31,12 +31,18 @@ dev: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/bouncewatch worker
 
+# `make test` runs the tests on pytest-xdist workers: most of the integration tests' time is
+# waiting (outages, kills, retries, a worker's start), which overlaps well even on 2 cores;
+# each worker starts its own Kafka broker. tests/conftest.py orders the collection so that
+# the longest tests start first. PARALLEL= runs them in one process.
+PARALLEL ?= -n 4 --dist worksteal
+
 ## Lint, type-check and run every test (unit and integration, on a real Apache Kafka broker).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	HELM="$$(bash scripts/ensure_helm.sh)" $(BIN)/python -m pytest -ra
+	HELM="$$(bash scripts/ensure_helm.sh)" $(BIN)/python -m pytest -ra $(PARALLEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -93,6 +93,59 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         yield
 
 
+# --------------------------------------------------------------------------- parallel order
+#
+# `make test` runs the suite on several pytest-xdist workers with ``--dist worksteal``: the
+# controller hands each worker an equal, contiguous slice of the collection, and a worker
+# that runs out takes half of the pending tail of the busiest one. A few integration tests
+# spend minutes waiting on outages, kills and retries (marked ``long``); the run cannot end
+# before the longest of them, so each worker's slice starts with one of the longest, and the
+# other long ones close the slices, where an idle worker takes them over first. Without xdist
+# the order is the collection's.
+
+
+def _long_seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("long")
+    if marker is None:
+        return 0.0
+    return float(marker.args[0] if marker.args else marker.kwargs["seconds"])
+
+
+def parallel_order(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
+    """``items`` reordered for ``workers`` worksteal workers (see above)."""
+    long = sorted((i for i in items if _long_seconds(i) > 0), key=_long_seconds, reverse=True)
+    if workers < 2 or not long:
+        return items
+    chosen = set(map(id, long))
+    short = [i for i in items if id(i) not in chosen]
+    heads, extras = long[:workers], long[workers:]
+    # The slices the controller cuts (xdist.scheduler.worksteal: pending // idle workers).
+    sizes, remaining = [], len(items)
+    for slot in range(workers):
+        sizes.append(remaining // (workers - slot))
+        remaining -= sizes[-1]
+    tails: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    # The slices that start with the shorter long tests take the extra ones.
+    for n, item in enumerate(extras):
+        tails[workers - 1 - n % workers].append(item)
+    ordered: list[pytest.Item] = []
+    for slot, size in enumerate(sizes):
+        head = heads[slot : slot + 1]
+        take = max(0, size - len(head) - len(tails[slot]))
+        ordered += head + short[:take] + tails[slot]
+        short = short[take:]
+    ordered += short
+    assert sorted(map(id, ordered)) == sorted(map(id, items))
+    return ordered
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Each xdist worker collects for itself; all of them must come to the same order.
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        items[:] = parallel_order(items, int(workerinput["workercount"]))
+
+
 _KAFKA_USED = pytest.StashKey[str]()
 
 
@@ -116,10 +169,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     used = terminalreporter.config.stash.get(_KAFKA_USED, None)
     if used:
         terminalreporter.write_line(f"kafka: {used}")
+    for worker, line in sorted(terminalreporter.config.stash.get(_KAFKA_WORKERS, {}).items()):
+        terminalreporter.write_line(f"kafka ({worker}): {line}")
+
+
+# An xdist worker's output does not reach the CI log: each sends its broker's line back with
+# its results (workeroutput), and the controller prints them in its summary.
+_KAFKA_WORKERS = pytest.StashKey[dict[str, str]]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    line = getattr(node, "workeroutput", {}).get("kafka")
+    if line:
+        node.config.stash.setdefault(_KAFKA_WORKERS, {})[node.gateway.id] = line
 
 
 def _announce(config: pytest.Config, line: str) -> None:
     config.stash[_KAFKA_USED] = line
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["kafka"] = line
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None:

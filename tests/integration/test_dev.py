@@ -32,6 +32,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.long(75)
 def test_dev_demo_alerts_on_the_console_and_stops_cleanly(tmp_path: Path) -> None:
     out, err = tmp_path / "out.log", tmp_path / "err.log"
     env = {

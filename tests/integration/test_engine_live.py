@@ -89,6 +89,7 @@ def test_live_worker_matches_the_scenario(
         assert got == want, f"missing {missing}\nextra {detail}\n{worker.tail(30)}"
 
 
+@pytest.mark.long(70)
 def test_sigkill_and_restart_recovers_counts_and_alerts(
     env: dict[str, str], kafka_bootstrap: str, alerts: TopicReader, tmp_path: Path
 ) -> None:

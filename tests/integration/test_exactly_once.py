@@ -98,6 +98,7 @@ def create_topics(bootstrap: str, env: dict[str, str]) -> None:
         admin.close()
 
 
+@pytest.mark.long(160)
 def test_random_kills_and_a_broker_outage_lose_nothing_and_count_nothing_twice(
     broker: KafkaBroker, tmp_path: Path
 ) -> None:

@@ -399,6 +399,7 @@ SMTP_DOWN_SECONDS = 120
 SLICE_WALL = 4.0
 
 
+@pytest.mark.long(330)
 def test_slack_and_smtp_outages_during_an_incident_lose_nothing_and_send_nothing_twice(
     env: dict[str, str],
     kafka_bootstrap: str,
@@ -511,6 +512,7 @@ HOLD = 1.0
 DUPLICATES_PER_KILL = 1
 
 
+@pytest.mark.long(80)
 def test_sigkill_with_a_notification_in_flight_loses_nothing_and_repeats_at_most_one_per_kill(
     env: dict[str, str],
     kafka_bootstrap: str,

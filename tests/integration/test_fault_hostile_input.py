@@ -293,6 +293,7 @@ def counter(worker: WorkerProcess, name: str) -> float:
     return worker.metric(name)
 
 
+@pytest.mark.long(90)
 def test_ten_thousand_hostile_messages_are_each_counted_or_dead_lettered_with_a_reason(
     worker: WorkerProcess, kafka_bootstrap: str
 ) -> None:

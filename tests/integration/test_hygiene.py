@@ -94,6 +94,7 @@ def check(live: list[dict[str, Any]], want: list[dict[str, Any]], expected: dict
         }
 
 
+@pytest.mark.long(45)
 def test_live_suppressions_equal_replay(env: dict[str, str], tmp_path: Path) -> None:
     records, expected = hygiene_feed(seed=3)
     want = replayed(records, tmp_path, env)
@@ -184,6 +185,7 @@ def cli_checks(
     assert json.loads(tail[1][1])["decision"] == 2
 
 
+@pytest.mark.long(75)
 def test_sigkill_mid_stream_publishes_nothing_twice_and_loses_nothing(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -482,6 +482,7 @@ def test_a_restart_of_the_notifying_worker_sends_nothing_twice(
     expect_one_incident(second, slack, smtp, "resolved", 90, state)
 
 
+@pytest.mark.long(55)
 def test_slack_outage_and_smtp_restart_lose_nothing(
     env: dict[str, str],
     kafka_bootstrap: str,

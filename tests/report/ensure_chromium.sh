@@ -26,6 +26,16 @@ if found="$(find_chromium)"; then
     exit 0
 fi
 
+# Parallel test workers (pytest-xdist) may get here at once: apt-get fails at once on a dpkg
+# lock another apt-get holds, so they install one after the other, and the later ones find
+# the browser the first installed.
+exec 9>"${TMPDIR:-/tmp}/bouncewatch-ensure-chromium.lock"
+flock 9
+if found="$(find_chromium)"; then
+    echo "${found}"
+    exit 0
+fi
+
 if [[ "$(id -u)" != 0 ]] && ! command -v sudo >/dev/null 2>&1; then
     echo "ensure_chromium.sh: chromium is not installed and this user cannot install it" \
         "(run: apt-get install chromium)" >&2
