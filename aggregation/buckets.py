@@ -806,14 +806,22 @@ class KeyBuckets:
         self.watermark = watermark
         size = self.config.bucket_seconds
         drop_before = watermark - self.config.kept_seconds
-        dropped = self.buckets.drop_ending_by(drop_before)
-        self.buckets.freeze_ending_by(
+        floor = align_down(drop_before, size)
+        buckets, sums = self.buckets, self.sums
+        leaving: dict[int, Counts] = {}
+        oldest = buckets.oldest()
+        if oldest is not None and oldest + size <= drop_before:
+            # Read them only if a kept sum holds them: most steps, every sum starts later.
+            if sums is not None and sums.reaches(floor):
+                leaving = buckets.ending_by(drop_before)
+            dropped = buckets.drop_ending_by(drop_before)
+            if dropped and self.pruned is not None:
+                self.pruned.extend(dropped)
+        buckets.freeze_ending_by(
             min(watermark - self.config.evidence_seconds, self.config.late_cutoff(watermark))
         )
-        if dropped and self.pruned is not None:
-            self.pruned.extend(dropped)
-        if self.sums is not None:
-            self.sums.drop(align_down(drop_before, size), dropped)
+        if sums is not None:
+            sums.drop(floor, leaving)
 
     # ---- reading
 

@@ -21,84 +21,86 @@ the open buckets (objects) and the packed ones (a ``FrozenRun``).
 
 from __future__ import annotations
 
+import bisect
+import heapq
+import struct
 from array import array
 from collections.abc import Iterator, Mapping, MutableMapping
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aggregation.buckets import Counts
 
+#: A key packs its done buckets once it holds more than this many: a sparse key costs little
+#: memory as it is, and its windows, summed anew after each of its long sleeps, would read
+#: (decode) its few buckets again and again.
+PACK_FROM = 128
 _WIDE = 0xFFFF
 _LIMIT = 0xFFFFFFFF
-#: Empty slots a run pads with to reach a new bucket; a longer gap is kept unpacked. Pruning
-#: keeps a run within the kept history, so real gaps are far shorter.
-MAX_GAP = 1 << 16
 
 
 @cache
 def _layout() -> tuple[tuple[str, bool], ...]:
-    """(field, whether it is an int) of ``Counts``, in slot order."""
+    """(field, whether it is an int) of ``Counts``, in slot (and ``__init__``) order."""
     from aggregation.buckets import Counts
 
     empty = Counts()
     return tuple((name, isinstance(getattr(empty, name), int)) for name in Counts.__slots__)
 
 
-class FrozenRun:
-    """Consecutive buckets of one key, oldest first, packed (module notes).
+@cache
+def _int_fields() -> tuple[bool, ...]:
+    return tuple(is_int for _, is_int in _layout())
 
-    Slot ``i`` is the bucket starting at ``base + i * size``; an empty slot is a bucket
-    that does not exist. Buckets join at the new end only and leave from the old end.
+
+class FrozenRun:
+    """Buckets of one key, oldest first, packed (module notes).
+
+    Packed bucket ``i`` starts at ``_starts[i]``; its bytes end at ``_ends[i]`` in ``_data``
+    and begin where bucket ``i - 1``'s end. Buckets join at the new end only and leave from
+    the old end, so both arrays stay sorted and a bucket is found by bisection.
     """
 
-    __slots__ = ("_base", "_count", "_data", "_ends", "_first", "_index", "_names", "_size")
+    __slots__ = ("_data", "_ends", "_first", "_index", "_names", "_starts")
 
-    def __init__(self, size: int) -> None:
-        self._size = size
+    def __init__(self) -> None:
         self._reset()
 
     def _reset(self) -> None:
-        self._base = 0
         self._data = bytearray()
-        #: Where each slot's bytes end in ``_data`` (a slot starts where the previous ends).
+        self._starts = array("q")
         self._ends = array("I")
-        #: Slots before this one are gone; their bytes await compaction.
+        #: Buckets before this index are gone; their bytes await compaction.
         self._first = 0
-        self._count = 0
         self._names: list[str] = []
         self._index: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._starts) - self._first
 
-    def next_start(self) -> int | None:
-        """Where the next bucket may start at the earliest (None: anywhere)."""
-        if self._first == len(self._ends):
-            return None
-        return self._base + len(self._ends) * self._size
+    def first(self) -> int | None:
+        """The start of the oldest packed bucket (None: none is)."""
+        return self._starts[self._first] if self._first < len(self._starts) else None
+
+    def last_start(self) -> int | None:
+        """The start of the newest packed bucket (None: none is)."""
+        return self._starts[-1] if len(self) else None
 
     def append(self, start: int, counts: Counts) -> bool:
         """Pack ``counts`` as the bucket at ``start``, later than every packed one; False
         (and nothing packed) if it cannot be packed exactly."""
-        after = self.next_start()
-        if after is None:
-            self._reset()
-            self._base = start
-            after = start
-        gap = (start - after) // self._size
-        if start < after or (start - after) % self._size or gap > MAX_GAP:
+        last = self.last_start()
+        if last is None:
+            self._reset()  # empty: let go of the names too
+        elif start <= last:
             return False
         packed = self._pack(counts)
         if packed is None:
             return False
-        ends = self._ends
-        end = len(self._data)
-        for _ in range(gap):
-            ends.append(end)
         self._data += packed
-        ends.append(len(self._data))
-        self._count += 1
+        self._starts.append(start)
+        self._ends.append(len(self._data))
         return True
 
     def _pack(self, counts: Counts) -> bytes | None:
@@ -125,106 +127,101 @@ class FrozenRun:
         if top > _LIMIT:
             return None
         kind = "H" if top <= _WIDE else "I"
-        return kind.encode() + array(kind, values).tobytes()
+        return kind.encode() + struct.pack(f"<{len(values)}{kind}", *values)
 
-    def _slot(self, start: int) -> int | None:
-        """The index of the slot holding a bucket at ``start``, if one does."""
-        offset = start - self._base
-        if offset % self._size:
-            return None
-        i = offset // self._size
-        if not self._first <= i < len(self._ends):
-            return None
-        if self._ends[i] == (self._ends[i - 1] if i else 0):
-            return None
-        return i
+    def _at(self, start: int) -> int | None:
+        """The index of the packed bucket starting at ``start``, if there is one."""
+        i = bisect.bisect_left(self._starts, start, self._first)
+        return i if i < len(self._starts) and self._starts[i] == start else None
 
     def __contains__(self, start: int) -> bool:
-        return self._slot(start) is not None
+        return self._at(start) is not None
 
     def get(self, start: int) -> Counts | None:
-        i = self._slot(start)
-        return None if i is None else self._unpack(i)
+        starts = self._starts
+        i = bisect.bisect_left(starts, start, self._first)
+        return self._unpack(i) if i < len(starts) and starts[i] == start else None
 
     def _unpack(self, i: int) -> Counts:
         from aggregation.buckets import Counts
 
+        data = self._data
         lo = self._ends[i - 1] if i else 0
-        raw = self._data[lo : self._ends[i]]
-        values = array(chr(raw[0]))
-        values.frombytes(raw[1:])
+        kind = chr(data[lo])
+        count = (self._ends[i] - lo - 1) // (2 if kind == "H" else 4)
+        values = struct.unpack_from(f"<{count}{kind}", data, lo + 1)
         names = self._names
-        counts = Counts()
+        fields: list[Any] = []
         at = 0
-        for name, is_int in _layout():
+        for is_int in _int_fields():
             if is_int:
-                setattr(counts, name, values[at])
+                fields.append(values[at])
                 at += 1
                 continue
-            length = values[at]
-            at += 1
-            found: dict[str, int] = {}
-            for _ in range(length):
-                found[names[values[at]]] = values[at + 1]
-                at += 2
-            setattr(counts, name, found)
-        return counts
+            end = at + 1 + 2 * values[at]
+            fields.append({names[values[j]]: values[j + 1] for j in range(at + 1, end, 2)})
+            at = end
+        return Counts(*fields)
 
     def __iter__(self) -> Iterator[int]:
         """The starts of the packed buckets, oldest first."""
-        for _, start in self._slots():
-            yield start
+        return iter(self._starts[self._first :])
 
-    def _slots(self) -> Iterator[tuple[int, int]]:
-        """(slot index, bucket start) of the packed buckets, oldest first."""
-        ends = self._ends
-        previous = ends[self._first - 1] if self._first else 0
-        for i in range(self._first, len(ends)):
-            if ends[i] != previous:
-                yield i, self._base + i * self._size
-            previous = ends[i]
+    def between(self, start: int, end: int) -> Iterator[tuple[int, Counts]]:
+        """(start, counts) of the packed buckets starting in ``[start, end)``."""
+        starts = self._starts
+        lo = bisect.bisect_left(starts, start, self._first)
+        hi = bisect.bisect_left(starts, end, lo)
+        for i in range(lo, hi):
+            yield starts[i], self._unpack(i)
 
-    def drop_ending_by(self, t: int) -> dict[int, Counts]:
-        """Remove the buckets ending at or before ``t``; return them."""
-        dropped: dict[int, Counts] = {}
-        ends, size = self._ends, self._size
-        while self._first < len(ends) and self._base + (self._first + 1) * size <= t:
-            i = self._first
-            if ends[i] != (ends[i - 1] if i else 0):
-                dropped[self._base + i * size] = self._unpack(i)
-                self._count -= 1
-            self._first += 1
-        if self._first == len(ends):
+    def first_from(self, since: int) -> int | None:
+        """The start of the earliest packed bucket starting at or after ``since``."""
+        i = bisect.bisect_left(self._starts, since, self._first)
+        return self._starts[i] if i < len(self._starts) else None
+
+    def ending_by(self, t: int, size: int) -> dict[int, Counts]:
+        """The packed buckets of ``size`` seconds ending at or before ``t``, read (what
+        ``drop_ending_by`` drops)."""
+        return dict(self.between(self._starts[self._first] if len(self) else t, t - size + 1))
+
+    def drop_ending_by(self, t: int, size: int) -> list[int]:
+        """Remove the buckets of ``size`` seconds ending at or before ``t``; their starts."""
+        starts = self._starts
+        hi = bisect.bisect_right(starts, t - size, self._first)
+        if hi == self._first:
+            return []
+        dropped = starts[self._first : hi].tolist()
+        self._first = hi
+        if hi == len(starts):
             self._reset()
-        elif self._first * 2 > len(ends):
+        elif hi * 2 > len(starts):
             self._compact()
         return dropped
 
     def _compact(self) -> None:
         """Let go of the bytes and slots of the buckets gone (amortized: at most as often as
-        half the slots have left)."""
+        half the buckets have left)."""
         first = self._first
         cut = self._ends[first - 1]
         del self._data[:cut]
         self._ends = array("I", (end - cut for end in self._ends[first:]))
-        self._base += first * self._size
+        self._starts = self._starts[first:]
         self._first = 0
 
     def remove(self, start: int) -> Counts | None:
         """Take out the bucket at ``start``, wherever it is (an arbitrary removal repacks the
         buckets after it; pruning from the old end does not)."""
-        i = self._slot(start)
+        i = self._at(start)
         if i is None:
             return None
-        if i == self._first:
-            return self.drop_ending_by(start + self._size)[start]
-        later = [(s, self._unpack(j)) for j, s in self._slots() if j > i]
         removed = self._unpack(i)
+        later = [(self._starts[j], self._unpack(j)) for j in range(i + 1, len(self._starts))]
         lo = self._ends[i - 1] if i else 0
         del self._data[lo:]
+        del self._starts[i:]
         del self._ends[i:]
-        self._count -= 1 + len(later)
-        if self._first == len(self._ends):
+        if not len(self):
             self._reset()
         for s, counts in later:
             self.append(s, counts)
@@ -233,19 +230,34 @@ class FrozenRun:
 
 class BucketMap(MutableMapping[int, "Counts"]):
     """A key's buckets by start: the open ones as ``Counts`` objects, the done ones packed
-    (module notes). A packed bucket is read as a fresh copy; it is never written again."""
+    (module notes). A packed bucket is read as a fresh copy; it is never written again.
 
-    __slots__ = ("_frozen", "_open", "_size")
+    The open buckets' starts wait in a heap, so that a step of the watermark finds the ones
+    it passes without scanning the key's open hour (``advance`` runs at every boundary).
+    """
 
-    def __init__(self, size: int, buckets: Mapping[int, Counts] | None = None) -> None:
+    __slots__ = ("_frozen", "_open", "_pack_from", "_queue", "_size", "_unpacked")
+
+    def __init__(
+        self, size: int, buckets: Mapping[int, Counts] | None = None, pack_from: int = PACK_FROM
+    ) -> None:
         self._size = size
-        self._open: dict[int, Counts] = dict(buckets or {})
-        self._frozen = FrozenRun(size)
+        self._pack_from = pack_from
+        self._open: dict[int, Counts] = {}
+        #: Starts of open buckets, a heap; a start no longer open is skipped when it comes up.
+        self._queue: list[int] = []
+        #: Open buckets past the packing line left unpacked (a sparse key's, or counts that
+        #: cannot be packed exactly), in start order.
+        self._unpacked: list[int] = []
+        self._frozen = FrozenRun()
+        for start, counts in (buckets or {}).items():
+            self[start] = counts
 
     def get(self, start: int, default: Counts | None = None) -> Counts | None:  # type: ignore[override]
         counts = self._open.get(start)
-        if counts is None and len(self._frozen):
-            counts = self._frozen.get(start)
+        if counts is not None:
+            return counts
+        counts = self._frozen.get(start)
         return default if counts is None else counts
 
     def __getitem__(self, start: int) -> Counts:
@@ -257,6 +269,8 @@ class BucketMap(MutableMapping[int, "Counts"]):
     def __setitem__(self, start: int, counts: Counts) -> None:
         if start in self._frozen:
             raise ValueError(f"the bucket at {start} is packed: it takes no more counts")
+        if start not in self._open:
+            heapq.heappush(self._queue, start)
         self._open[start] = counts
 
     def __delitem__(self, start: int) -> None:
@@ -278,21 +292,71 @@ class BucketMap(MutableMapping[int, "Counts"]):
         """How many buckets are packed."""
         return len(self._frozen)
 
-    def drop_ending_by(self, t: int) -> dict[int, Counts]:
-        """Remove the buckets ending at or before ``t``; return them."""
+    def between(self, start: int, end: int) -> Iterator[tuple[int, Counts]]:
+        """(start, counts) of the buckets starting in ``[start, end)``, packed ones read only
+        there (not every bucket of the key, as ``items()`` would)."""
+        yield from self._frozen.between(start, end)
+        for s, counts in self._open.items():
+            if start <= s < end:
+                yield s, counts
+
+    def first_from(self, since: int) -> int | None:
+        """The start of the earliest bucket starting at or after ``since``."""
+        starts = [s for s in self._open if s >= since]
+        packed = self._frozen.first_from(since)
+        if packed is not None:
+            starts.append(packed)
+        return min(starts, default=None)
+
+    def oldest(self) -> int | None:
+        """At most the start of the oldest bucket (None: there is none); cheap."""
+        oldest = self._frozen.first()
+        for heads in (self._unpacked, self._queue):  # a queued start may be gone: no matter
+            if heads and (oldest is None or heads[0] < oldest):
+                oldest = heads[0]
+        return oldest
+
+    def ending_by(self, t: int) -> dict[int, Counts]:
+        """The buckets ending at or before ``t`` (what ``drop_ending_by`` would drop)."""
         size = self._size
-        dropped = self._frozen.drop_ending_by(t)
-        for start in [s for s in self._open if s + size <= t]:
-            dropped[start] = self._open.pop(start)
+        found = self._frozen.ending_by(t, size)
+        if (self._queue and self._queue[0] + size <= t) or (
+            self._unpacked and self._unpacked[0] + size <= t
+        ):
+            found.update((s, c) for s, c in self._open.items() if s + size <= t)
+        return found
+
+    def drop_ending_by(self, t: int) -> list[int]:
+        """Remove the buckets ending at or before ``t``; return their starts."""
+        size, opened, queue, unpacked = self._size, self._open, self._queue, self._unpacked
+        dropped = self._frozen.drop_ending_by(t, size)
+        while unpacked and unpacked[0] + size <= t:
+            start = unpacked.pop(0)
+            if opened.pop(start, None) is not None:
+                dropped.append(start)
+        while queue and queue[0] + size <= t:
+            start = heapq.heappop(queue)
+            if opened.pop(start, None) is not None:
+                dropped.append(start)
         return dropped
 
     def freeze_ending_by(self, t: int) -> None:
         """The buckets ending at or before ``t`` take no more counts and need no reply
         samples: strip them, and pack those that can be (oldest first)."""
-        size, frozen = self._size, self._frozen
-        for start in sorted(s for s in self._open if s + size <= t):
-            counts = self._open[start]
+        size, frozen, opened, queue = self._size, self._frozen, self._open, self._queue
+        if self._unpacked and not len(frozen) and len(self) > self._pack_from:
+            # The key has grown dense: pack what it left unpacked while sparse (oldest first).
+            for start in list(self._unpacked):
+                if frozen.append(start, opened[start]):
+                    del opened[start]
+                    self._unpacked.remove(start)
+        while queue and queue[0] + size <= t:
+            start = heapq.heappop(queue)
+            counts = opened.get(start)
+            if counts is None:
+                continue  # gone already
             counts.replies = {}
-            after = frozen.next_start()
-            if (after is None or start >= after) and frozen.append(start, counts):
-                del self._open[start]
+            if len(self) > self._pack_from and frozen.append(start, counts):
+                del opened[start]
+            else:
+                bisect.insort(self._unpacked, start)

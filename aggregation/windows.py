@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from aggregation.buckets import Counts
+    from aggregation.frozen import BucketMap
 
 #: At most this many sums per key: a rule set's windows and baselines need about a dozen.
 MAX_KEPT = 24
@@ -41,7 +42,7 @@ class SlidingSums:
         #: Buckets before this were pruned: no kept sum starts before it.
         self._floor: int | None = None
 
-    def window(self, buckets: Mapping[int, Counts], start: int, end: int) -> Counts:
+    def window(self, buckets: BucketMap, start: int, end: int) -> Counts:
         """The sum of ``buckets`` in ``[start, end)`` (aligned), without reply samples; the
         caller owns the result."""
         kept = self._kept
@@ -57,20 +58,13 @@ class SlidingSums:
             kept[(start, end)] = total
         return total.without_replies()
 
-    def _summed(self, buckets: Mapping[int, Counts], start: int, end: int) -> Counts:
+    def _summed(self, buckets: BucketMap, start: int, end: int) -> Counts:
         total = self._empty.without_replies()
-        if (end - start) // self._size <= len(buckets):
-            for s in range(start, end, self._size):
-                counts = buckets.get(s)
-                if counts is not None:
-                    total.merge(counts, with_replies=False)
-        else:  # a key with fewer buckets than the window is long (most keys)
-            for s, counts in buckets.items():
-                if start <= s < end:
-                    total.merge(counts, with_replies=False)
+        for _, counts in buckets.between(start, end):
+            total.merge(counts, with_replies=False)
         return total
 
-    def _slid(self, buckets: Mapping[int, Counts], start: int, end: int) -> Counts | None:
+    def _slid(self, buckets: BucketMap, start: int, end: int) -> Counts | None:
         """The kept sum closest to ``[start, end)``, moved there (and no longer kept under
         its old window), if moving it is cheaper than summing anew."""
         size = self._size
@@ -105,10 +99,18 @@ class SlidingSums:
             if s <= start < e:
                 total.merge(counts, with_replies=False)
 
+    def reaches(self, floor: int) -> bool:
+        """Whether a kept sum holds buckets before ``floor``."""
+        if self._floor is not None and floor <= self._floor:
+            return False  # every kept sum starts at the floor or later
+        return any(s < floor for s, _ in self._kept)
+
     def drop(self, floor: int, dropped: Mapping[int, Counts]) -> None:
         """The buckets in ``dropped``, all of those before ``floor``, are being pruned: the
         sums holding them let them go and start at ``floor``."""
-        self._floor = floor if self._floor is None else max(floor, self._floor)
+        if self._floor is not None and floor <= self._floor:
+            return  # every kept sum starts at the floor or later: none holds them
+        self._floor = floor
         kept = self._kept
         for window in [w for w in kept if w[0] < floor]:
             s, e = window

@@ -83,7 +83,7 @@ class Sleep:
     @classmethod
     def start(cls, kb: KeyBuckets, since: int) -> Sleep:
         kb.touched = None
-        return cls(_first_at_or_after(kb, since), since + _kept_for(kb))
+        return cls(kb.buckets.first_from(since), since + _kept_for(kb))
 
     def wake(self, kb: KeyBuckets) -> int | None:
         """The first boundary to evaluate again (``None``: none until counts come)."""
@@ -97,17 +97,6 @@ class Sleep:
         wake = self.wake(kb)
         prune = self.prune_at + kb.config.bucket_seconds
         return prune if wake is None else min(wake, prune)
-
-
-def _first_at_or_after(kb: KeyBuckets, since: int) -> int | None:
-    """The first bucket at or after ``since``: probed from ``since`` to the newest event
-    (within the lateness while traffic flows), unless scanning the buckets is shorter."""
-    size = kb.config.bucket_seconds
-    newest = kb.max_event_time  # not stored: None for a key just read from its table
-    until = None if newest is None else align_down(int(newest), size)
-    if until is not None and (until - since) // size <= len(kb.buckets):
-        return next((s for s in range(since, until + 1, size) if s in kb.buckets), None)
-    return min((s for s in kb.buckets if s >= since), default=None)
 
 
 def _kept_for(kb: KeyBuckets) -> int:

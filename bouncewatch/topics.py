@@ -1,6 +1,7 @@
 """The topics bouncewatch needs, and their idempotent creation with kafka-python.
 
-Faust creates its own internal topics (table changelogs) on start; these are the ones it
+Faust creates its own internal topics (table changelogs) on start, but late for the first
+assignment; they are created here too, with Faust's names and settings, beside the ones it
 reads from or writes to without owning them. The partials topic must have as many
 partitions as the tables it feeds, because the aggregate agent writes a key's table entry
 in the partition the key arrived on.
@@ -18,6 +19,10 @@ from schemas.settings import Settings
 from streams.kafka_client import client_config
 
 log = logging.getLogger(__name__)
+
+#: The worker's Faust tables (``streams.topology``), whose changelogs are created up front;
+#: list hygiene's ``recipients`` table joins them when it is on.
+TABLES = ("buckets", "alert-states", "notify-state")
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,23 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_recipients, n, rf),
         TopicSpec(settings.topic_suppressions, n, rf, {"cleanup.policy": "compact"}),
         TopicSpec(settings.topic_suppression_audit, 1, rf),
+        # The tables' changelogs, as Faust would name and configure them: created by Faust
+        # itself, they may be missing from the metadata of the first assignment, and a worker
+        # assigned without them ran an agent that failed in a loop ("changelog has 0
+        # partitions") while it reported ready.
+        *(
+            TopicSpec(f"{settings.app_id}-{table}-changelog", n, rf, {"cleanup.policy": "compact"})
+            for table in TABLES
+        ),
+        *(
+            [
+                TopicSpec(
+                    f"{settings.app_id}-recipients-changelog", n, rf, {"cleanup.policy": "compact"}
+                )
+            ]
+            if settings.hygiene
+            else []
+        ),
     ]
 
 
