@@ -167,6 +167,25 @@ class _ExactProducerBuffer(ProducerBuffer):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
 
+    async def wait_at_most(self, limit: int) -> None:
+        """Wait until at most ``limit`` messages wait in the buffer (or it stops).
+
+        Faust's own bound does not hold against an agent that writes many table keys per
+        message: the conductor calls ``wait_until_ebb`` only before it hands a message to
+        the agents' queues (faust-streaming 0.15.3, faust/transport/conductor.py:111), so the
+        messages already queued for an agent (up to ``stream_buffer_maxsize``) write
+        unchecked, and it waits for at most ``max_messages`` wake-ups of 0.1 s each before
+        it lets the message through anyway (faust/transport/producer.py:78-116). A writer
+        faster than the Kafka producer then grows the buffer without limit, each message
+        holding its key and value serialized (issue 14: about 9 KiB each with orjson 3.13,
+        whose output keeps a 4 KiB allocation). An agent that awaits this before its writes
+        holds the buffer near ``limit``.
+        """
+        while self.size > limit and not self.should_stop:
+            self.message_sent.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+
 
 class _Producer(faust_aiokafka.Producer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -40,6 +40,7 @@ from aggregation.watermark import relayed
 from hygiene.bundles import Pending, PresenceFilter, apply_bundle, decision_partials, published
 from hygiene.core import HygieneRules
 from schemas.settings import Settings
+from streams.app import _ExactProducerBuffer
 from streams.ingest import partials_partition
 from streams.kafka_client import aiokafka_config
 from streams.metrics import WorkerMetrics
@@ -52,6 +53,12 @@ DECISION_HEADER = "bouncewatch-decision"
 CHECK_MARGIN_MS = 60_000
 #: Publication jobs one partition may have in flight before the agent waits for the oldest.
 MAX_JOBS_IN_FLIGHT = 64
+#: Table writes that may wait in Faust's producer buffer before the agent applies a message.
+#: Each holds its serialized key and value (about 9 KiB with orjson 3.13): without this bound
+#: an agent faster than the producer grew the buffer with every address written (issue 14,
+#: 45,000 waiting writes and 1.2 GiB after 600,000 addresses). A thousand keep the sender
+#: busy while the agent waits.
+MAX_BUFFERED_WRITES = 1_000
 
 
 class RecipientStage:
@@ -110,6 +117,9 @@ class RecipientStage:
         (``_publish``), and the message is acknowledged (its offset may be committed) only
         once they are. Messages without decisions are acknowledged at once."""
         partition = event.message.partition
+        buffer = self.app.producer.buffer
+        if isinstance(buffer, _ExactProducerBuffer):  # else a test's app: nothing to wait for
+            await buffer.wait_at_most(MAX_BUFFERED_WRITES)
         if self._generation != self.app.rebalancing_count:
             # Partitions moved: let every job finish before the filter is rebuilt.
             await self._drain_jobs()

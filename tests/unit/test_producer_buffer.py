@@ -79,3 +79,41 @@ def test_a_flush_ends_while_writes_keep_coming() -> None:
     handed, waiting = asyncio.run(scenario())
     assert handed[:5] == [0, 1, 2, 3, 4]
     assert waiting > 0, "the writer outran the sender: the flush did not wait for its writes"
+
+
+def test_a_writer_that_waits_holds_the_buffer_at_its_limit() -> None:
+    """The recipients agent's bound (issue 14): a writer faster than the sender that waits
+    for the buffer before each write never finds more than ``limit`` messages waiting."""
+
+    async def scenario() -> tuple[int, list[int]]:
+        channel = SlowChannel(delay=0.002)
+        buffer = await started_buffer()
+        largest = 0
+        try:
+            for n in range(200):
+                await buffer.wait_at_most(10)
+                largest = max(largest, buffer.size)
+                buffer.put(message(channel, n))  # no await: faster than the channel
+            await asyncio.wait_for(buffer.flush(), timeout=30)
+            return largest, list(channel.handed)
+        finally:
+            await buffer.stop()
+
+    largest, handed = asyncio.run(scenario())
+    assert largest <= 10
+    assert handed == list(range(200))
+
+
+def test_waiting_at_most_ends_when_the_buffer_stops() -> None:
+    async def scenario() -> None:
+        channel = SlowChannel(delay=3600)  # never hands one over
+        buffer = await started_buffer()
+        for n in range(5):
+            buffer.put(message(channel, n))
+        waiting = asyncio.create_task(buffer.wait_at_most(0))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        await buffer.stop()
+        await asyncio.wait_for(waiting, timeout=30)
+
+    asyncio.run(scenario())
