@@ -11,7 +11,8 @@ read.
 A packed bucket is the ``Counts`` fields in slot order, as unsigned integers: an int field
 as itself, a ``dict[str, int]`` field as its length and then (name, count) pairs, the
 name an index into the run's table of names (categories and complaint sources repeat from
-one bucket to the next). The integers are stored as 16-bit ones when all fit, else 32-bit.
+one bucket to the next). The integers are stored as 8-bit ones when all fit, else 16-bit,
+else 32-bit.
 Counts a packing cannot hold exactly (reply samples, a negative or a 32-bit overflowing
 count) are refused, and the caller keeps that bucket unpacked.
 
@@ -35,8 +36,10 @@ if TYPE_CHECKING:
 #: A key packs its done buckets once it holds more than this many: a sparse key costs little
 #: memory as it is, and its windows, summed anew after each of its long sleeps, would read
 #: (decode) its few buckets again and again.
-PACK_FROM = 128
+PACK_FROM = 32
 _WIDE = 0xFFFF
+#: Bytes per integer of each packing: a bucket's integers take the narrowest that holds all.
+_WIDTHS = {"B": 1, "H": 2, "I": 4}
 _LIMIT = 0xFFFFFFFF
 
 
@@ -126,7 +129,7 @@ class FrozenRun:
         top = max(values)
         if top > _LIMIT:
             return None
-        kind = "H" if top <= _WIDE else "I"
+        kind = "B" if top <= 0xFF else "H" if top <= _WIDE else "I"
         return kind.encode() + struct.pack(f"<{len(values)}{kind}", *values)
 
     def _at(self, start: int) -> int | None:
@@ -148,7 +151,7 @@ class FrozenRun:
         data = self._data
         lo = self._ends[i - 1] if i else 0
         kind = chr(data[lo])
-        count = (self._ends[i] - lo - 1) // (2 if kind == "H" else 4)
+        count = (self._ends[i] - lo - 1) // _WIDTHS[kind]
         values = struct.unpack_from(f"<{count}{kind}", data, lo + 1)
         names = self._names
         fields: list[Any] = []

@@ -30,12 +30,12 @@ def counts(n: int, *, complaints: int = 0) -> Counts:
 
 def test_a_packed_bucket_reads_back_every_field() -> None:
     run = FrozenRun()
-    small, large = counts(200, complaints=2), counts(3_000_000_000)  # 16- and 32-bit
-    assert run.append(600, small) and run.append(660, large)
-    for start, packed in ((600, small), (660, large)):
+    tiny, small, large = counts(200, complaints=2), counts(60_000), counts(3_000_000_000)
+    assert run.append(540, tiny) and run.append(600, small) and run.append(660, large)
+    for start, packed in ((540, tiny), (600, small), (660, large)):  # 8-, 16- and 32-bit
         read = run.get(start)
         assert read is not None and read.to_dict() == packed.to_dict()
-    assert len(run) == 2 and list(run) == [600, 660]
+    assert len(run) == 3 and list(run) == [540, 600, 660]
 
 
 def test_what_cannot_be_packed_exactly_is_refused() -> None:
