@@ -5,16 +5,15 @@ changes again, and the rules read it rarely: when it leaves a sliding window sum
 (``aggregation.windows``), when a sum is built anew (after a restart or a long sleep), and
 when it is pruned. As a ``Counts`` object with its dicts it costs about 580 bytes; a day of
 one-minute buckets for 1,000 keys is then close to a gigabyte. Here such buckets are kept
-as a few dozen bytes each, consecutive ones of a key in one ``bytearray``, and decoded when
-read.
+as a few dozen bytes each, all of a key's in one ``bytearray`` in start order, and decoded
+when read.
 
 A packed bucket is the ``Counts`` fields in slot order, as unsigned integers: an int field
 as itself, a ``dict[str, int]`` field as its length and then (name, count) pairs, the
 name an index into the run's table of names (categories and complaint sources repeat from
-one bucket to the next). The integers are stored as 8-bit ones when all fit, else 16-bit,
-else 32-bit.
-Counts a packing cannot hold exactly (reply samples, a negative or a 32-bit overflowing
-count) are refused, and the caller keeps that bucket unpacked.
+one bucket to the next). A bucket's integers are stored 8, 16 or 32 bits wide, the narrowest
+that holds them all. Counts a packing cannot hold exactly (reply samples, a negative count,
+one past 32 bits) are refused, and the caller keeps that bucket unpacked.
 
 ``BucketMap`` is what ``KeyBuckets.buckets`` is: a mapping of bucket start to counts over
 the open buckets (objects) and the packed ones (a ``FrozenRun``).
@@ -26,7 +25,7 @@ import bisect
 import heapq
 import struct
 from array import array
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +36,8 @@ if TYPE_CHECKING:
 #: memory as it is, and its windows, summed anew after each of its long sleeps, would read
 #: (decode) its few buckets again and again.
 PACK_FROM = 32
-_WIDE = 0xFFFF
-#: Bytes per integer of each packing: a bucket's integers take the narrowest that holds all.
+#: Bytes per integer of each ``struct`` format, narrowest first.
 _WIDTHS = {"B": 1, "H": 2, "I": 4}
-_LIMIT = 0xFFFFFFFF
 
 
 @cache
@@ -50,11 +47,6 @@ def _layout() -> tuple[tuple[str, bool], ...]:
 
     empty = Counts()
     return tuple((name, isinstance(getattr(empty, name), int)) for name in Counts.__slots__)
-
-
-@cache
-def _int_fields() -> tuple[bool, ...]:
-    return tuple(is_int for _, is_int in _layout())
 
 
 class FrozenRun:
@@ -127,9 +119,9 @@ class FrozenRun:
         if min(values) < 0:
             return None
         top = max(values)
-        if top > _LIMIT:
-            return None
-        kind = "B" if top <= 0xFF else "H" if top <= _WIDE else "I"
+        kind = next((k for k, width in _WIDTHS.items() if top < 1 << 8 * width), None)
+        if kind is None:
+            return None  # a count past 32 bits
         return kind.encode() + struct.pack(f"<{len(values)}{kind}", *values)
 
     def _at(self, start: int) -> int | None:
@@ -141,9 +133,8 @@ class FrozenRun:
         return self._at(start) is not None
 
     def get(self, start: int) -> Counts | None:
-        starts = self._starts
-        i = bisect.bisect_left(starts, start, self._first)
-        return self._unpack(i) if i < len(starts) and starts[i] == start else None
+        i = self._at(start)
+        return None if i is None else self._unpack(i)
 
     def _unpack(self, i: int) -> Counts:
         from aggregation.buckets import Counts
@@ -156,7 +147,7 @@ class FrozenRun:
         names = self._names
         fields: list[Any] = []
         at = 0
-        for is_int in _int_fields():
+        for _, is_int in _layout():
             if is_int:
                 fields.append(values[at])
                 at += 1
@@ -241,9 +232,7 @@ class BucketMap(MutableMapping[int, "Counts"]):
 
     __slots__ = ("_frozen", "_open", "_pack_from", "_queue", "_size", "_unpacked")
 
-    def __init__(
-        self, size: int, buckets: Mapping[int, Counts] | None = None, pack_from: int = PACK_FROM
-    ) -> None:
+    def __init__(self, size: int, pack_from: int = PACK_FROM) -> None:
         self._size = size
         self._pack_from = pack_from
         self._open: dict[int, Counts] = {}
@@ -253,8 +242,6 @@ class BucketMap(MutableMapping[int, "Counts"]):
         #: cannot be packed exactly), in start order.
         self._unpacked: list[int] = []
         self._frozen = FrozenRun()
-        for start, counts in (buckets or {}).items():
-            self[start] = counts
 
     def get(self, start: int, default: Counts | None = None) -> Counts | None:  # type: ignore[override]
         counts = self._open.get(start)
