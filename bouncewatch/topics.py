@@ -57,16 +57,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # partitions") while it reported ready.
         *(
             TopicSpec(f"{settings.app_id}-{table}-changelog", n, rf, {"cleanup.policy": "compact"})
-            for table in TABLES
-        ),
-        *(
-            [
-                TopicSpec(
-                    f"{settings.app_id}-recipients-changelog", n, rf, {"cleanup.policy": "compact"}
-                )
-            ]
-            if settings.hygiene
-            else []
+            for table in (*TABLES, *(["recipients"] if settings.hygiene else []))
         ),
     ]
 
