@@ -472,11 +472,7 @@ class PartialBuilder:
             reply = reply_key(code, enhanced, text)
         # Building key strings is a good part of the per-event cost, and there are few
         # distinct ones: remember them by their parts (bounded, see _keys).
-        labels = (isp, source_ip, sending_domain, tenant)
-        keys = self._keys.get(labels)
-        if keys is None:
-            keys = self._keys_for(labels)
-        for key in keys:
+        for key in self.keys_of((isp, source_ip, sending_domain, tenant)):
             self._add_to(key, t, start, classification, code, enhanced, text, reply, count)
         if partition is not None and offset is not None:
             self.note_offset(partition, offset)
@@ -527,10 +523,7 @@ class PartialBuilder:
         what is no attempt (feedback, suppressions); each key's partial has seen that time."""
         t = epoch_seconds(event_time)
         start = bucket_start(t, self._bucket)
-        keys = self._keys.get(labels)
-        if keys is None:
-            keys = self._keys_for(labels)
-        for key in keys:
+        for key in self.keys_of(labels):
             partial = self._partials.get(key)
             if partial is None:
                 partial = self._partials[key] = Partial(key)
@@ -540,6 +533,28 @@ class PartialBuilder:
             yield counts
             if partial.max_event_time is None or t > partial.max_event_time:
                 partial.max_event_time = t
+
+    def keys_of(self, labels: tuple[str, str | None, str | None, str | None]) -> list[str]:
+        """The keys an event with these (ISP, source IP, sending domain, tenant) feeds."""
+        keys = self._keys.get(labels)
+        return self._keys_for(labels) if keys is None else keys
+
+    def add_to_key(
+        self,
+        key: str,
+        start: int,
+        t: float,
+        classification: Classification,
+        count: int,
+        code: int | None,
+        enhanced: str | None,
+        text: str,
+        reply: str | None,
+    ) -> None:
+        """Count ``count`` equal attempts, the latest at ``t``, in bucket ``start`` of ``key``
+        alone (``add`` feeds every key of an event): for a caller that sums what its events
+        add to each key first. ``reply`` is their ``reply_key``, None when they keep none."""
+        self._add_to(key, t, start, classification, code, enhanced, text, reply, count)
 
     def _keys_for(self, labels: tuple[str, str | None, str | None, str | None]) -> list[str]:
         isp, *dims = labels

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -390,16 +390,35 @@ class EventGroups:
                 reply=reply,
             )
 
+        # What the groups add to one key is summed first (an ISP's key gets the groups of
+        # every label set of the ISP: source IP x sending domain), in the order of the groups:
+        # so each reply's sample is still that of its first event. Only a crowded summary
+        # needs its replies one by one, in their order (below).
+        summed: dict[tuple[str, int, int, str | None], list[Any]] = {}
+        keys_of = builder.keys_of
         for done, (gk, (n, t, classification, text)) in enumerate(groups.items(), 1):
             if not done % step:
                 yield
-            isp, reply, fmt = gk[1], gk[6], gk[7]
+            start, isp, labels, cid, code, enhanced, reply, fmt = gk
             events[(fmt, classification.outcome.value, isp)] += n
             if classification.bounce_type is BounceType.SOFT:
                 soft[isp] += n
-            # In a crowded summary, replies go one by one in their order (below).
-            if reply is None or (gk[0], isp, classification.category) not in crowded:
-                add(gk, classification, text, t, n)
+            if reply is not None and (start, isp, classification.category) in crowded:
+                continue
+            for key in keys_of((isp, *dims(labels))):
+                into = summed.get((key, start, cid, reply))
+                if into is None:
+                    summed[(key, start, cid, reply)] = [n, t, classification, code, enhanced, text]
+                else:
+                    into[0] += n
+                    if t > into[1]:
+                        into[1] = t
+        for done, ((key, start, _, reply), (n, t, c, code, enhanced, text)) in enumerate(
+            summed.items(), 1
+        ):
+            if not done % step:
+                yield
+            builder.add_to_key(key, start, t, c, n, code, enhanced, text, reply)
         if crowded:
             for done, (gk, text, t) in enumerate(replies, 1):
                 if not done % step:
@@ -440,30 +459,40 @@ class EventGroups:
         return {cell for cell, distinct in seen.items() if len(distinct) > capacity}
 
 
-def read_message(
+def read_messages(
     engine: Engine,
     builder: PartialBuilder,
-    payload: bytes,
-    partition: str,
-    offset: int,
+    messages: Sequence[tuple[bytes, int]],
+    source: str,
     tally: BatchTally,
     groups: EventGroups,
     inputs: InputProgress | None = None,
     now: float = 0.0,
-) -> Decoded:
-    """Decode one Kafka message and count its events in ``groups`` (the batch's partials
-    once fed to ``builder``, see ``EventGroups``); ``inputs`` first refuses the events whose
-    time cannot be right (``InputProgress.admit``, ``now`` the wall clock)."""
-    decoded = decode_message(payload, engine.input_format)
+) -> list[Decoded]:
+    """Decode consecutive messages (payload, offset) of input ``source`` and count their
+    events in ``groups`` (the batch's partials once fed to ``builder``, see
+    ``EventGroups``); what each message held, its refused events among its errors.
+
+    ``inputs`` first refuses the events whose time cannot be right (``InputProgress.admit``,
+    ``now`` the wall clock). The messages are admitted and counted together: a message of
+    one event would otherwise pay more for the calls than for its event.
+    """
+    fmt = engine.input_format
+    decoded = [decode_message(payload, fmt) for payload, _ in messages]
+    if not decoded:
+        return decoded
     times: list[float] | None = None
     if inputs is not None:
-        decoded, times = inputs.admit(decoded, partition, now)
-    if decoded.events:
-        groups.count(decoded.events, partition, tally, times)
-    if decoded.feedback:
-        groups.count_feedback(decoded.feedback, partition, tally)
-    builder.note_offset(partition, offset)
-    tally.skipped += decoded.skipped
+        decoded, times = inputs.admit_all(decoded, source, now)
+    events = [event for d in decoded for event in d.events]
+    if events:
+        groups.count(events, source, tally, times)
+    feedback = [event for d in decoded if d.feedback for event in d.feedback]
+    if feedback:
+        groups.count_feedback(feedback, source, tally)
+    builder.note_offset(source, messages[0][1])
+    builder.note_offset(source, messages[-1][1])
+    tally.skipped += sum(d.skipped for d in decoded)
     return decoded
 
 
@@ -482,8 +511,9 @@ class IngestBatch:
     """Reads the messages of one ingest batch into chunks of partials.
 
     A chunk is flushed whenever it spans more than ``MAX_FLUSH_SPAN_SECONDS`` of event time
-    (at a message boundary), and at the end of the batch. Its progress record is that of
-    ``inputs`` at the flush: every input partition the reader owns, of ``partitions`` in all.
+    (checked after each call of ``add_messages``), and at the end of the batch. Its progress
+    record is that of ``inputs`` at the flush: every input partition the reader owns, of
+    ``partitions`` in all.
     """
 
     def __init__(
@@ -509,12 +539,17 @@ class IngestBatch:
 
     def add(self, payload: bytes, source: str, offset: int) -> Decoded:
         """Read one message into the open chunk."""
-        return read_message(
+        [decoded] = self.add_messages([(payload, offset)], source)
+        return decoded
+
+    def add_messages(self, messages: Sequence[tuple[bytes, int]], source: str) -> list[Decoded]:
+        """Read consecutive messages (payload, offset) of ``source`` into the open chunk
+        (``read_messages``)."""
+        return read_messages(
             self._engine,
             self._builder,
-            payload,
+            messages,
             source,
-            offset,
             self._tally,
             self._groups,
             self._inputs,

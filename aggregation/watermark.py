@@ -122,27 +122,52 @@ class InputProgress:
         The partition's progress moves with the events admitted, so one wrong clock can
         neither move the watermark nor make the good events after it look late.
         """
+        [kept], times = self.admit_all([decoded], source, now)
+        return kept, times
+
+    def admit_all(
+        self, messages: list[Decoded], source: str, now: float
+    ) -> tuple[list[Decoded], list[float]]:
+        """``admit`` for consecutive messages of ``source``, in order: each message as
+        ``admit`` leaves it, and the times of every event kept, in order. Checked once for
+        all of them in the common case (no time can be refused), so that single-event
+        messages do not each pay for the check."""
         state = self._sources.get(source)
         if state is None:
             state = self._sources[source] = _Source(last_read=now)
         state.last_read = now
+        bounds = self.bounds
+        ahead_limit = now + bounds.max_ahead_seconds
+        behind = bounds.max_behind_seconds
+        if not any(decoded.feedback for decoded in messages):
+            times = [event.event_time.timestamp() for m in messages for event in m.events]
+            if not times:
+                return messages, times
+            latest = state.latest
+            floor = -math.inf if latest is None else latest - behind
+            lo, hi = min(times), max(times)
+            if floor <= lo and hi <= ahead_limit and hi - lo <= behind:
+                # No event can be refused, whatever their order.
+                if latest is None or hi > latest:
+                    state.latest = hi
+                return messages, times
+        kept_times: list[float] = []
+        return [self._admit_one(m, state, now, kept_times) for m in messages], kept_times
+
+    def _admit_one(
+        self, decoded: Decoded, state: _Source, now: float, times: list[float]
+    ) -> Decoded:
+        """One message, event by event: its refused events become errors; the times of
+        those kept are appended to ``times``."""
         if decoded.feedback:
             decoded = self._admit_feedback(decoded, state, now)
         if not decoded.events:
-            return decoded, []
+            return decoded
         bounds = self.bounds
         latest = state.latest
         ahead_limit = now + bounds.max_ahead_seconds
         behind = bounds.max_behind_seconds
         floor = -math.inf if latest is None else latest - behind
-        times = [event.event_time.timestamp() for event in decoded.events]
-        lo, hi = min(times), max(times)
-        if floor <= lo and hi <= ahead_limit and hi - lo <= behind:
-            # No event can be refused, whatever their order: the common case, checked once.
-            if latest is None or hi > latest:
-                state.latest = hi
-            return decoded, times
-        times = []
         errors: list[EventError] = []
         for index, event in enumerate(decoded.events):
             t = event.event_time.timestamp()
@@ -158,10 +183,10 @@ class InputProgress:
             errors.append(EventError(index, reason, "event_time", event.source_format))
         state.latest = latest
         if not errors:
-            return decoded, times
+            return decoded
         bad = {e.index for e in errors}
         kept = [e for i, e in enumerate(decoded.events) if i not in bad]
-        return Decoded(kept, [*decoded.errors, *errors], decoded.skipped, decoded.feedback), times
+        return Decoded(kept, [*decoded.errors, *errors], decoded.skipped, decoded.feedback)
 
     def _admit_feedback(self, decoded: Decoded, state: _Source, now: float) -> Decoded:
         """``decoded`` without the feedback events whose time is refused (the same bounds as

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -40,6 +40,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from aggregation.ingest import Chunk, Engine, IngestBatch
 from aggregation.watermark import InputProgress
+from delivery.adapters import Decoded
 from schemas.settings import Settings
 from streams.deadletter import DeadLetter, dead_letter
 from streams.kafka_client import aiokafka_config
@@ -113,6 +114,26 @@ def observation_bundles(
             out.append({"obs": []})
         out[-1]["progress"] = progress
     return [orjson.dumps(message) for message in out]
+
+
+#: Messages and payload bytes read in one step (``slices``): a few milliseconds of work, after
+#: which the loop turns; single-event messages read together pay their calls once.
+SLICE_MESSAGES = 256
+SLICE_BYTES = 256 * 1024
+
+
+def slices(records: Sequence[Any]) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive runs of ``records`` of at most ``SLICE_MESSAGES``
+    messages and, unless one message alone is larger, ``SLICE_BYTES`` bytes of values."""
+    start = size = 0
+    for i, record in enumerate(records):
+        n = len(record.value) if isinstance(record.value, bytes) else 0
+        if i > start and (i - start >= SLICE_MESSAGES or size + n > SLICE_BYTES):
+            yield start, i
+            start, size = i, 0
+        size += n
+    if start < len(records):
+        yield start, len(records)
 
 
 def fetch_position(consumer: AIOKafkaConsumer, tp: Any) -> int | None:
@@ -351,33 +372,41 @@ class IngestConsumer:
         source = source_of(tp)
         reader = batch.reader
         turns = self._turns
-        for record in records:
+        for start, stop in slices(records):
+            part = records[start:stop]
             # A null value (tombstone) reads as empty bytes and is dead-lettered.
-            value = record.value if isinstance(record.value, bytes) else b""
-            decoded = reader.add(value, source, record.offset)
-            if decoded.errors:
-                for error in decoded.errors:
-                    field_label = self.metrics.invalid_field(error.field)
-                    self.metrics.invalid_events.labels(field_label).inc()
-                batch.dead_bytes += len(value)
-                batch.dead.append(
-                    dead_letter(
-                        key=record.key,
-                        value=value,
-                        errors=decoded.errors,
-                        # Feedback (complaints) is counted too: the header says all of it.
-                        counted=len(decoded.events) + len(decoded.feedback),
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=record.offset,
-                    )
-                )
+            messages = [(r.value if isinstance(r.value, bytes) else b"", r.offset) for r in part]
+            for record, (value, _), decoded in zip(
+                part, messages, reader.add_messages(messages, source), strict=True
+            ):
+                if decoded.errors:
+                    self._dead_letter(batch, tp, record, value, decoded)
             if reader.due():
                 batch.chunks.append(await self._flush(reader))
             await turns.take()
         if records:
             batch.offsets[tp] = records[-1].offset + 1
             batch.messages += len(records)
+
+    def _dead_letter(
+        self, batch: _Batch, tp: TopicPartition, record: Any, value: bytes, decoded: Decoded
+    ) -> None:
+        for error in decoded.errors:
+            field_label = self.metrics.invalid_field(error.field)
+            self.metrics.invalid_events.labels(field_label).inc()
+        batch.dead_bytes += len(value)
+        batch.dead.append(
+            dead_letter(
+                key=record.key,
+                value=value,
+                errors=decoded.errors,
+                # Feedback (complaints) is counted too: the header says all of it.
+                counted=len(decoded.events) + len(decoded.feedback),
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=record.offset,
+            )
+        )
 
     def _note_caught_up(self, consumer: AIOKafkaConsumer) -> bool:
         """Note which partitions are read to their end; whether all of them are."""

@@ -1,6 +1,6 @@
 """Counting equal events once per flush (``EventGroups``) yields the very same partials.
 
-The reference is what ``read_message`` did before: one ``PartialBuilder.add`` per event, in
+The reference is what the ingest did before grouping: one ``PartialBuilder.add`` per event, in
 order. Both ways read the scenarios in tests/data/scenarios (in file order, which is not
 event-time order for every file, and sorted), as single-event messages and in batches, and
 must give equal ``Partial.to_dict()`` output, metric tally and progress.
@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregation.buckets import Partial, PartialBuilder
-from aggregation.ingest import BatchTally, Engine, EventGroups, IngestBatch, read_message
+from aggregation.ingest import BatchTally, Engine, EventGroups, IngestBatch, read_messages
 from alerts.rules import load_default_rules, parse_rules
 from delivery.adapters import decode_message
 from delivery.classify import default_classifier
@@ -56,7 +56,7 @@ def payloads(events: list[dict[str, Any]], per_message: int) -> list[bytes]:
 def per_event(
     eng: Engine, builder: PartialBuilder, messages: list[bytes]
 ) -> tuple[dict[str, Partial], BatchTally]:
-    """The former ``read_message``: every event added to the builder on its own."""
+    """The ingest before grouping: every event added to the builder on its own."""
     tally = BatchTally()
     for offset, payload in enumerate(messages):
         decoded = decode_message(payload, eng.input_format)
@@ -97,7 +97,7 @@ def grouped(
     tally = BatchTally()
     groups = EventGroups(eng)
     for offset, payload in enumerate(messages):
-        read_message(eng, builder, payload, "in:0", offset, tally, groups)
+        read_messages(eng, builder, [(payload, offset)], "in:0", tally, groups)
     distinct = len(groups.groups)
     groups.feed(builder, tally)
     return builder.drain(), tally, distinct
