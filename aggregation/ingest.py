@@ -237,6 +237,7 @@ class EventGroups:
         "_engine",
         "_labels",
         "bucket_seconds",
+        "delivered",
         "feedback",
         "groups",
         "hygiene",
@@ -251,10 +252,17 @@ class EventGroups:
         self.bucket_seconds = engine.config.bucket_seconds
         #: Group key -> [events, latest event time, classification, first event's text].
         self.groups: dict[GroupKey, list[Any]] = {}
+        #: Delivered attempts (2xx, no status: the bulk), apart and by a shorter key:
+        #: (bucket number, ISP key, labels, source format) -> [events, latest event time].
+        self.delivered: dict[tuple[int, str, Labels, str], list[Any]] = {}
         #: Every event with a reply, in order: (group key, text, event time).
         self.replies: list[tuple[GroupKey, str, float]] = []
         #: Feedback events, one by one (they are rare): (time, ISP, labels, the event).
         self.feedback: list[tuple[float, str, Labels, FeedbackEvent]] = []
+
+    def __len__(self) -> int:
+        """Groups held (delivered ones and the rest)."""
+        return len(self.groups) + len(self.delivered)
 
     def count_feedback(self, events: list[FeedbackEvent], source: str, tally: BatchTally) -> None:
         """Count complaints and other feedback read from input ``source``. Apart from
@@ -304,6 +312,8 @@ class EventGroups:
         newest = max(progress.get(source, -math.inf), max(times))
         earliest = tally.earliest
         lowest = min(math.inf if earliest is None else earliest, min(times))
+        plain = self.delivered
+        plain_get = plain.get
         for event, t in zip(events, times, strict=True):
             mx = event.mx_host
             domain = event.recipient.rpartition("@")[2]
@@ -313,20 +323,28 @@ class EventGroups:
             reply = event.reply
             code = reply.code
             status = event.status
-            enhanced: str | None
             if code is not None and 200 <= code < 300 and status is None:
                 # What ReplyClassifier.classify answers first for such a reply; its codes
                 # and text go nowhere (delivered attempts keep no reply).
-                classification, code, enhanced, text, key = delivered, None, None, "", None
-            else:
-                enhanced = reply.enhanced
-                text = reply.text
-                classification = classify(code, enhanced, text, status)
-                key = (
-                    engine.reply_key(code, enhanced, text)
-                    if keeps_reply(classification, code, text)
-                    else None
-                )
+                pk = (floor(t / size), isp, labels_of(event), event.source_format)
+                group = plain_get(pk)
+                if group is None:
+                    plain[pk] = [1, t]
+                else:
+                    group[0] += 1
+                    if t > group[1]:
+                        group[1] = t
+                if hygiene is not None:
+                    hygiene.delivery(event.recipient, domain, t)
+                continue
+            enhanced = reply.enhanced
+            text = reply.text
+            classification = classify(code, enhanced, text, status)
+            key = (
+                engine.reply_key(code, enhanced, text)
+                if keeps_reply(classification, code, text)
+                else None
+            )
             gk: GroupKey = (
                 floor(t / size) * size,
                 isp,
@@ -413,6 +431,21 @@ class EventGroups:
                     into[0] += n
                     if t > into[1]:
                         into[1] = t
+        delivered = self._engine.delivered
+        cid, outcome = id(delivered), delivered.outcome.value
+        for done, ((number, isp, labels, fmt), (n, t)) in enumerate(self.delivered.items(), 1):
+            if not done % step:
+                yield
+            events[(fmt, outcome, isp)] += n
+            start = number * self.bucket_seconds
+            for key in keys_of((isp, *dims(labels))):
+                into = summed.get((key, start, cid, None))
+                if into is None:
+                    summed[(key, start, cid, None)] = [n, t, delivered, None, None, ""]
+                else:
+                    into[0] += n
+                    if t > into[1]:
+                        into[1] = t
         for done, ((key, start, _, reply), (n, t, c, code, enhanced, text)) in enumerate(
             summed.items(), 1
         ):
@@ -441,6 +474,7 @@ class EventGroups:
                 sources=(event.sending_domain, event.source_ip),
             )
         self.groups = {}
+        self.delivered = {}
         self.replies = []
         self.feedback = []
 

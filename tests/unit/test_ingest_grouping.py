@@ -98,7 +98,7 @@ def grouped(
     groups = EventGroups(eng)
     for offset, payload in enumerate(messages):
         read_messages(eng, builder, [(payload, offset)], "in:0", tally, groups)
-    distinct = len(groups.groups)
+    distinct = len(groups)
     groups.feed(builder, tally)
     return builder.drain(), tally, distinct
 
@@ -328,7 +328,7 @@ def test_flushing_in_steps_gives_the_chunk_a_flush_gives() -> None:
     for offset, payload in enumerate(messages):
         whole.add(payload, "in:0", offset)
         stepped.add(payload, "in:0", offset)
-    groups = len(stepped._groups.groups)
+    groups = len(stepped._groups)
     steps = list(stepped.flushing(step=32))
     chunk, pauses = steps[-1], steps[:-1]
     assert chunk is not None and all(p is None for p in pauses)
