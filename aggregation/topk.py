@@ -64,8 +64,9 @@ class ReplyEntry:
 
     @classmethod
     def from_list(cls, data: list[Any]) -> ReplyEntry:
+        """The entry ``to_list`` gave (JSON keeps its types)."""
         count, error, sample, code, enhanced, isp_code = data
-        return cls(int(count), int(error), str(sample), code, enhanced, isp_code)
+        return cls(count, error, sample, code, enhanced, isp_code)
 
 
 class TopK:
