@@ -41,7 +41,8 @@ stays in the table for reference, and ``worker-x2`` (two workers in one group, C
 beside the one-worker figure. While a worker runs, /healthz and /metrics are asked every
 0.2 s (``Prober``): the 99th percentile and the longest answer are in its notes.
 ``--profile DIR`` then runs the worker once more per shape under cProfile and prints where
-its time goes.
+its time goes (with ``--worker-env``'s settings: ``BOUNCEWATCH_HYGIENE=true`` profiles the
+worker with list hygiene on).
 """
 
 from __future__ import annotations
@@ -693,10 +694,13 @@ def profile(
     for inp in inputs:
         group = f"{prefix}-worker-profile-{inp.shape}"
         env = base_env(bootstrap, group, inp.topic, prefix, args.partitions)
-        path = out_dir / f"worker-{inp.shape}.prof"
-        run = run_worker(inp, env, workdir, args, path)
+        # --worker-env BOUNCEWATCH_HYGIENE=true profiles the worker with list hygiene on.
+        env.update(args.worker_env)
+        name = "worker-hygiene" if env.get("BOUNCEWATCH_HYGIENE") == "true" else "worker"
+        path = out_dir / f"{name}-{inp.shape}.prof"
+        run = run_worker(inp, env, workdir, args, path, name)
         say("")
-        say(f"cProfile, worker, {inp.shape} ({run.rate:,.0f} ev/s under the profiler; {path}):")
+        say(f"cProfile, {name}, {inp.shape} ({run.rate:,.0f} ev/s under the profiler; {path}):")
         if not path.exists():
             say("  (no profile written: the worker did not exit cleanly)")
             continue
