@@ -34,7 +34,7 @@ from delivery.isp import IspResolver, load_resolver
 from delivery.mx_lookup import MxCache
 from delivery.types import Classification
 from hygiene.core import HygieneRules, hash_key_from_settings, rules_from_settings
-from hygiene.observe import Observer
+from hygiene.observe import Bundle, Observer
 from schemas.event import DeliveryEvent, FeedbackEvent
 from schemas.settings import Settings
 from schemas.vocabulary import BounceType, Category
@@ -538,7 +538,7 @@ class Chunk:
     progress: dict[str, Any]
     tally: BatchTally
     #: Hygiene observations by recipients partition, each in event order.
-    recipients: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)
+    recipients: dict[int, Bundle] = field(default_factory=dict)
 
 
 class IngestBatch:

@@ -1,5 +1,9 @@
 """One recipients-topic message applied to a table of recipient states, at least once.
 
+A message's observations come in their order from ``sequence``: the deliveries (apart in the
+message, ``hygiene.observe.Bundle``) only where the presence filter says their key may have
+state, each observation with its index among all of the message's.
+
 The worker's agent reads each message at least once: after a crash, the messages since its
 last committed offset are read again, on top of a table whose changelog may already hold
 their writes. Each entry therefore carries the stamp ``o`` = [offset, index] of the last
@@ -28,7 +32,7 @@ from typing import Any
 
 from aggregation.buckets import Partial, PartialBuilder
 from hygiene.core import DELIVERY, HygieneRules, apply
-from hygiene.observe import suppression_labels
+from hygiene.observe import Bundle, suppression_labels
 
 #: Observation kinds by their names in metrics.
 KIND_NAMES = {"d": "delivery", "s": "soft", "h": "hard", "c": "complaint", "r": "release"}
@@ -75,10 +79,37 @@ class Pending:
         return int(self.record["decision"])
 
 
+def sequence(
+    bundle: Bundle, presence: PresenceFilter | None = None
+) -> list[tuple[int, Sequence[Any]]]:
+    """``bundle``'s observations in their order, each with its index among all of them (the
+    stamp's); with ``presence``, only the deliveries to keys it may hold."""
+    keys, times, at, others = bundle.keys, bundle.times, bundle.at, bundle.others
+    hits: Sequence[int]
+    if presence is None:
+        hits = range(len(keys))
+    else:
+        # The one loop over every delivery of the traffic: the filter's test, inlined.
+        bits, mask = presence._bits, presence._mask
+        hits = [i for i, k in enumerate(keys) if bits[(h := hash(k) & mask) >> 3] >> (h & 7) & 1]
+    out: list[tuple[int, Sequence[Any]]] = []
+    j, n = 0, len(others)
+    for i in hits:
+        # An observation with at[j] deliveries before it comes before delivery at[j].
+        while j < n and at[j] <= i:
+            out.append((at[j] + j, others[j]))
+            j += 1
+        out.append((i + j, (keys[i], DELIVERY, times[i])))
+    while j < n:
+        out.append((at[j] + j, others[j]))
+        j += 1
+    return out
+
+
 def apply_bundle(
     table: MutableMapping[str, Any],
     offset: int,
-    observations: Sequence[Sequence[Any]],
+    bundle: Bundle,
     rules: HygieneRules,
     hashed: bool = False,
     presence: PresenceFilter | None = None,
@@ -93,16 +124,15 @@ def apply_bundle(
     message that made a decision, made now or before this message was read again."""
     out: list[Pending] = []
     fresh: set[str] = set()
-    skipped = 0
-    # The presence filter's test, inlined: this loop runs once per delivery of the traffic.
-    bits, mask = (presence._bits, presence._mask) if presence is not None else (b"", -1)
-    for index, obs in enumerate(observations):
+    if presence is not None:
+        # Every key this message gives state may have it for the deliveries after: a reset
+        # later in the message must reach the entry. (A key never leaves the filter.)
+        for obs in bundle.others:
+            presence.add(obs[0])
+    entries = sequence(bundle, presence)
+    skipped = len(bundle) - len(entries)
+    for index, obs in entries:
         key, kind = obs[0], obs[1]
-        if kind == DELIVERY and mask >= 0:
-            h = hash(key) & mask
-            if not bits[h >> 3] & (1 << (h & 7)):
-                skipped += 1
-                continue
         if counts is not None:
             name = (KIND_NAMES.get(kind, kind), "applied")
             counts[name] = counts.get(name, 0) + 1
@@ -139,8 +169,6 @@ def apply_bundle(
             out.append(Pending(key, decision.record, False, now_ms))
             fresh.add(key)
         table[key] = new
-        if presence is not None:
-            presence.add(key)
     if counts is not None and skipped:
         counts[("delivery", "skipped")] = counts.get(("delivery", "skipped"), 0) + skipped
     return out

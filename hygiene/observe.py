@@ -1,16 +1,21 @@
 """Classified events to hygiene observations (``hygiene.core``), grouped by recipients
 partition: what one ingest flush sends to the recipients topic, and what replay feeds.
 
-Deliveries are the bulk of the traffic, so a delivery costs a normalization check, a dict
-lookup and (for the first of its recipient in a flush) one short list. Consecutive
-deliveries to one address in a flush collapse into one observation at the latest time
-(applying them one by one or at once leaves the same state). Sender-side soft bounces make
-no observation at all.
+Deliveries are the bulk of the traffic and nearly all go to addresses without state, which
+the recipients stage answers from its presence filter without reading them further. So a
+partition's deliveries travel apart from its other observations, as two flat lists (keys and
+event times): the stage tests each key against its filter and builds an observation only for
+the few that pass (``hygiene.bundles.sequence``). Each other observation carries how many of the
+partition's deliveries came before it, which restores the order of the flush. Sender-side
+soft bounces make no observation at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 from zlib import crc32
 
@@ -33,21 +38,111 @@ Labels = tuple[str | None, str | None, str | None] | list[str | None] | None
 MAX_TEXT = 512
 #: Distinct clean recipient domains an Observer remembers (emptied when full).
 CLEAN_DOMAINS = 65_536
+#: The recipients message format with deliveries apart (``Bundle.message``). Version 1, a
+#: single list ``obs`` of every observation, is still read (``Bundle.from_message``).
+FORMAT = 2
+#: Bytes of JSON a delivery costs beyond its key, and a generous bound on what another
+#: observation costs beyond its key and text (kind, time, ISP, category, domain, labels).
+DELIVERY_BYTES = 24
+OBSERVATION_BYTES = 192
+
+
+@dataclass(slots=True)
+class Bundle:
+    """One recipients partition's observations of a flush, in their order: the deliveries as
+    parallel lists ``keys`` and ``times``, every other observation in ``others`` with, at the
+    same index of ``at``, the number of the deliveries that came before it."""
+
+    keys: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)
+    others: list[Sequence[Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.others)
+
+    def message(self) -> dict[str, Any]:
+        """The JSON value of a recipients message (``FORMAT``)."""
+        return {"v": FORMAT, "dk": self.keys, "dt": self.times, "at": self.at, "obs": self.others}
+
+    @classmethod
+    def from_message(cls, value: Mapping[str, Any]) -> Bundle:
+        """A recipients message's observations, in either format. In version 1 every
+        observation, deliveries too, is in ``obs``; they are parted here, so that an index
+        in ``hygiene.bundles.sequence`` is the one version 1 stamped: a worker upgraded
+        mid-stream reads its predecessor's messages as the predecessor did."""
+        if "v" in value:
+            return cls(value["dk"], value["dt"], value["at"], value["obs"])
+        bundle = cls()
+        for obs in value.get("obs") or ():
+            if obs[1] == DELIVERY:
+                bundle.keys.append(obs[0])
+                bundle.times.append(obs[2])
+            else:
+                bundle.at.append(len(bundle.keys))
+                bundle.others.append(obs)
+        return bundle
+
+    def pieces(self, max_bytes: int) -> list[Bundle]:
+        """The bundle cut, in order, into bundles of about ``max_bytes`` of JSON at most
+        (itself when it fits; an observation larger than that alone in its piece)."""
+        keys, times, at, others = self.keys, self.times, self.at, self.others
+        sizes = [OBSERVATION_BYTES + len(o[0]) + _text_bytes(o) for o in others]
+        # Bytes of deliveries [a, b): ends[b] - ends[a] + DELIVERY_BYTES * (b - a). Runs of
+        # deliveries are cut by bisection: no Python step per delivery.
+        ends = [0, *accumulate(map(len, keys))]
+        if ends[-1] + DELIVERY_BYTES * len(keys) + sum(sizes) <= max_bytes:
+            return [self]
+        out: list[Bundle] = []
+        piece, first, size = Bundle(), 0, 0  # the open piece, its first delivery, its bytes
+        done = 0  # deliveries placed
+        for j in range(len(others) + 1):
+            end = at[j] if j < len(others) else len(keys)
+            while done < end:
+                room = max_bytes - size
+                base = ends[done] + DELIVERY_BYTES * done
+                fit = bisect_right(
+                    range(done + 1, end + 1),
+                    room,
+                    key=lambda e: ends[e] + DELIVERY_BYTES * e - base,
+                )
+                if fit == 0 and size:
+                    piece.keys, piece.times = keys[first:done], times[first:done]
+                    out.append(piece)
+                    piece, first, size = Bundle(), done, 0
+                    continue
+                stop = done + max(fit, 1)
+                size += ends[stop] - ends[done] + DELIVERY_BYTES * (stop - done)
+                done = stop
+            if j == len(others):
+                break
+            if size and size + sizes[j] > max_bytes:
+                piece.keys, piece.times = keys[first:done], times[first:done]
+                out.append(piece)
+                piece, first, size = Bundle(), done, 0
+            piece.at.append(at[j] - first)
+            piece.others.append(others[j])
+            size += sizes[j]
+        piece.keys, piece.times = keys[first:], times[first:]
+        out.append(piece)
+        return out
+
+
+def _text_bytes(obs: Sequence[Any]) -> int:
+    text = obs[5] if obs[1] in (SOFT, HARD) and len(obs) > 5 else ""
+    return len(text) if isinstance(text, str) else 0
 
 
 class Observer:
-    """Collects the observations of one flush, in the order of their events."""
+    """Collects the observations of one flush by recipients partition, in event order."""
 
-    __slots__ = ("_clean", "_hash_key", "_last", "_soft", "observations", "partitions")
+    __slots__ = ("_bundles", "_clean", "_hash_key", "_soft", "partitions")
 
     def __init__(self, rules: HygieneRules, partitions: int, hash_key: bytes | None = None):
         self._soft = rules.soft_categories
         self._hash_key = hash_key
         self.partitions = partitions
-        #: Tuples (short-lived: the garbage collector stops tracking those of plain values).
-        self.observations: list[tuple[Any, ...]] = []
-        #: Where each key's last observation in this flush is (a delivery merges into it).
-        self._last: dict[str, int] = {}
+        self._bundles = [Bundle() for _ in range(partitions)]
         #: Recipient domains as written that are already normalized (no key to build).
         self._clean: set[str] = set()
 
@@ -67,20 +162,15 @@ class Observer:
                 if len(self._clean) >= CLEAN_DOMAINS:
                     self._clean.clear()
                 self._clean.add(domain)
-        observations = self.observations
-        at = self._last.get(key)
-        if at is not None:
-            last = observations[at]
-            if last[1] == DELIVERY:
-                if t > last[2]:
-                    observations[at] = (key, DELIVERY, t)
-                return
-        self._last[key] = len(observations)
-        observations.append((key, DELIVERY, t))
+        # hygiene.core.recipient_partition, inlined: this runs once per delivered event.
+        bundle = self._bundles[crc32(key.encode("utf-8", "surrogatepass")) % self.partitions]
+        bundle.keys.append(key)
+        bundle.times.append(t)
 
     def _add(self, obs: tuple[Any, ...]) -> None:
-        self._last[obs[0]] = len(self.observations)
-        self.observations.append(obs)
+        bundle = self._bundles[crc32(obs[0].encode("utf-8", "surrogatepass")) % self.partitions]
+        bundle.at.append(len(bundle.keys))
+        bundle.others.append(obs)
 
     def attempt(
         self,
@@ -127,16 +217,13 @@ class Observer:
             labels = None
         self._add((self.key(recipient), COMPLAINT, t, isp, domain, labels))
 
-    def drain(self) -> dict[int, list[tuple[Any, ...]]]:
-        """The observations by recipients partition, each in event order; then empty.
-        (``hygiene.core.recipient_partition``, inlined.)"""
-        n = self.partitions
-        out: dict[int, list[tuple[Any, ...]]] = {p: [] for p in range(n)}
-        for obs in self.observations:
-            out[crc32(obs[0].encode("utf-8", "surrogatepass")) % n].append(obs)
-        out = {p: part for p, part in out.items() if part}
-        self.observations = []
-        self._last = {}
+    def __len__(self) -> int:
+        return sum(map(len, self._bundles))
+
+    def drain(self) -> dict[int, Bundle]:
+        """The observations by recipients partition (those with any); then empty."""
+        out = {p: bundle for p, bundle in enumerate(self._bundles) if len(bundle)}
+        self._bundles = [Bundle() for _ in range(self.partitions)]
         return out
 
 

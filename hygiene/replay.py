@@ -16,6 +16,7 @@ from typing import Any
 
 from aggregation.ingest import Engine
 from delivery.adapters import Decoded
+from hygiene.bundles import sequence
 from hygiene.core import Decision, GraduationRule, HygieneRules, Recipients
 from hygiene.observe import Observer
 
@@ -26,7 +27,9 @@ class Twin:
     def __init__(self, engine: Engine, rules: HygieneRules | None = None) -> None:
         rules = rules or engine.hygiene or HygieneRules(default=GraduationRule())
         self._engine = engine
-        self._observer = Observer(rules, engine.recipient_partitions, engine.hygiene_hash_key)
+        # One partition: the observations then come back in the order of their events (the
+        # worker keeps each address's order, in the partition of the address).
+        self._observer = Observer(rules, 1, engine.hygiene_hash_key)
         self._recipients = Recipients(rules, hashed=engine.hygiene_hash_key is not None)
 
     def feed(self, decoded: Decoded) -> list[tuple[Decision, Sequence[Any]]]:
@@ -52,9 +55,9 @@ class Twin:
                     engine.isp_key(feedback),
                     labels,
                 )
-        if not observer.observations:
+        bundle = observer.drain().get(0)
+        if bundle is None:
             return []
         by: list[Sequence[Any]] = []
-        decisions = self._recipients.feed(observer.observations, by)
-        observer.drain()
+        decisions = self._recipients.feed((obs for _, obs in sequence(bundle)), by)
         return list(zip(decisions, by, strict=True))

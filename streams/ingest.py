@@ -41,6 +41,7 @@ from aiokafka.structs import OffsetAndMetadata
 from aggregation.ingest import Chunk, Engine, IngestBatch
 from aggregation.watermark import InputProgress
 from delivery.adapters import Decoded
+from hygiene.observe import Bundle
 from schemas.settings import Settings
 from streams.deadletter import DeadLetter, dead_letter
 from streams.kafka_client import aiokafka_config
@@ -94,24 +95,24 @@ def bundles(items: list[bytes], progress: bytes | None) -> list[bytes]:
     return out
 
 
-#: Hygiene observations one recipients message carries at most (a few hundred KB).
-OBSERVATIONS_PER_MESSAGE = 2000
+#: Bytes of JSON one recipients message carries at most, about (``Bundle.pieces``): a
+#: partition's deliveries of a flush travel in a few large messages, each a few hundred
+#: thousand keys' worth of JSON lists, well under Kafka's default 1 MB message limit.
+OBSERVATION_BYTES_PER_MESSAGE = 512 * 1024
 
 
 def observation_bundles(
-    observations: list[tuple[Any, ...]], progress: dict[str, Any] | None = None
+    bundle: Bundle | None, progress: dict[str, Any] | None = None
 ) -> list[bytes]:
-    """JSON ``{"obs": [...]}`` messages for one recipients partition, in order; the last one
-    carries the chunk's ``progress`` record (one message with no observations if need be),
-    which the recipients stage passes on to the partials partitions once it has counted the
-    suppressions before it (``streams.recipients``)."""
-    step = OBSERVATIONS_PER_MESSAGE
-    out: list[dict[str, Any]] = [
-        {"obs": observations[i : i + step]} for i in range(0, len(observations), step)
-    ]
+    """The recipients messages (``Bundle.message``) of one partition's observations, in order;
+    the last one carries the chunk's ``progress`` record (one message with no observations if
+    need be), which the recipients stage passes on to the partials partitions once it has
+    counted the suppressions before it (``streams.recipients``)."""
+    pieces = bundle.pieces(OBSERVATION_BYTES_PER_MESSAGE) if bundle is not None else []
+    out = [piece.message() for piece in pieces]
     if progress:
         if not out:
-            out.append({"obs": []})
+            out.append(Bundle().message())
         out[-1]["progress"] = progress
     return [orjson.dumps(message) for message in out]
 
@@ -475,8 +476,7 @@ class IngestConsumer:
             if self.engine.hygiene is None:
                 continue
             for p in range(self.settings.topic_partitions):
-                observations = chunk.recipients.get(p, [])
-                for value in observation_bundles(observations, chunk.progress):
+                for value in observation_bundles(chunk.recipients.get(p), chunk.progress):
                     pending.append(
                         await producer.send(
                             self.settings.topic_recipients, value=value, partition=p

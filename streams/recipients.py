@@ -39,6 +39,7 @@ from aggregation.ingest import Engine
 from aggregation.watermark import relayed
 from hygiene.bundles import Pending, PresenceFilter, apply_bundle, decision_partials, published
 from hygiene.core import HygieneRules
+from hygiene.observe import Bundle
 from schemas.settings import Settings
 from streams.app import _ExactProducerBuffer
 from streams.ingest import partials_partition
@@ -131,7 +132,7 @@ class RecipientStage:
         pending = apply_bundle(
             self.table,
             event.message.offset,
-            event.value.get("obs") or [],
+            Bundle.from_message(event.value),
             self.rules,
             self.hashed,
             self.presence,

@@ -33,6 +33,7 @@ from hygiene.core import (
     recipient_partition,
 )
 from hygiene.export import PROFILES, export, fold, size_warnings
+from hygiene.observe import Bundle
 from schemas.durations import parse_duration
 from schemas.settings import Settings
 
@@ -244,7 +245,9 @@ def run_release(args: argparse.Namespace) -> int:
             # The worker that owns the address forgets its history (streams.recipients).
             producer.send(
                 settings.topic_recipients,
-                value=json.dumps({"obs": [[key, RELEASE, now, by]]}).encode(),
+                value=json.dumps(
+                    Bundle(at=[0], others=[[key, RELEASE, now, by]]).message()
+                ).encode(),
                 partition=partition,
             ),
         ]

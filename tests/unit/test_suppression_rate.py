@@ -23,6 +23,7 @@ from delivery.classify import default_classifier
 from delivery.isp import load_resolver
 from hygiene.bundles import apply_bundle, decision_partials
 from hygiene.core import REASONS, HygieneRules
+from hygiene.observe import Bundle
 from schemas.alert import AlertTransition
 from streams.ingest import partials_partition
 from tests.support.list_source_feed import CLEAN, STALE, list_source_feed
@@ -31,6 +32,11 @@ from tests.support.transitions import transition_keys
 RULE = "new-hard-bounces-per-domain"
 PARTITIONS = 3
 T0 = 1_780_000_020.0
+
+
+def listed(observations: list[Any]) -> Bundle:
+    """A recipients message holding ``observations`` (in the first format: one list)."""
+    return Bundle.from_message({"obs": observations})
 
 
 # ---- the metric
@@ -96,7 +102,7 @@ def test_only_addresses_not_on_the_list_count_and_a_message_read_again_counts_on
     for offset, message in enumerate(messages):
         for _ in range(2):  # read again after a crash: the table holds its writes already
             counted: list[tuple[Any, str]] = []
-            apply_bundle(table, offset, message, rules, counted=counted)
+            apply_bundle(table, offset, listed(message), rules, counted=counted)
             assert [(obs[0], reason) for obs, reason in counted] == [
                 (key, "hard_bounce") for key in new[offset]
             ]
@@ -115,7 +121,7 @@ def test_a_decision_whose_write_was_lost_counts_under_the_same_offset() -> None:
     sent = []
     for _ in range(2):
         counted: list[tuple[Any, str]] = []
-        apply_bundle({}, 7, message, rules, counted=counted)
+        apply_bundle({}, 7, listed(message), rules, counted=counted)
         builder = PartialBuilder(load_default_rules().key_specs())
         sent.append(decision_partials(builder, counted, "recipients:1", 7))
     assert sent[0] == sent[1]
@@ -132,13 +138,13 @@ def test_counts_lost_after_the_table_kept_the_decision_come_again() -> None:
     sent = []
     for _ in range(2):
         counted: list[tuple[Any, str]] = []
-        apply_bundle(table, 3, message, rules, counted=counted)
+        apply_bundle(table, 3, listed(message), rules, counted=counted)
         builder = PartialBuilder(load_default_rules().key_specs())
         sent.append(decision_partials(builder, counted, "recipients:0", 3))
     assert sent[0] and sent[0] == sent[1]
     # A later message's bounce to the address changes nothing and counts nothing.
     counted = []
-    apply_bundle(table, 4, [hard("a@gmail.com", T0 + 5)], rules, counted=counted)
+    apply_bundle(table, 4, listed([hard("a@gmail.com", T0 + 5)]), rules, counted=counted)
     assert counted == []
 
 
@@ -194,14 +200,13 @@ class Worker:
             self.aggregator.progress.update(q, chunk.progress)
         for p in range(PARTITIONS if self.engine.hygiene is not None else 0):
             assert self.engine.hygiene is not None
-            message = json.loads(json.dumps({"obs": chunk.recipients.get(p, [])}))
+            bundle = chunk.recipients.get(p) or Bundle()
+            message = Bundle.from_message(json.loads(json.dumps(bundle.message())))
             offset = self.offsets[p]
             self.offsets[p] += 1
             for _ in range(2):
                 counted: list[tuple[Any, str]] = []
-                apply_bundle(
-                    self.tables[p], offset, message["obs"], self.engine.hygiene, counted=counted
-                )
+                apply_bundle(self.tables[p], offset, message, self.engine.hygiene, counted=counted)
                 source = f"recipients:{p}"
                 self.merge(decision_partials(self.engine.builder(), counted, source, offset))
             for q in range(PARTITIONS):
