@@ -117,3 +117,32 @@ def test_waiting_at_most_ends_when_the_buffer_stops() -> None:
         await asyncio.wait_for(waiting, timeout=30)
 
     asyncio.run(scenario())
+
+
+def test_waiters_wake_at_their_bounds_not_at_every_send() -> None:
+    async def scenario() -> tuple[int, int, int]:
+        channel = SlowChannel(delay=0.001)
+        buffer = await started_buffer()
+        wakes = 0
+        wait = buffer._ebb.wait
+
+        async def counted() -> bool:
+            nonlocal wakes
+            wakes += 1
+            return await wait()
+
+        buffer._ebb.wait = counted  # type: ignore[method-assign]
+        try:
+            for n in range(300):
+                buffer.put(message(channel, n))
+            low = asyncio.create_task(buffer.wait_at_most(20))
+            await buffer.wait_at_most(200)  # as the conductor's wait_until_ebb, beside it
+            high = buffer.size
+            await low
+            return high, buffer.size, wakes
+        finally:
+            await buffer.stop()
+
+    high, low, wakes = asyncio.run(scenario())
+    assert 20 < high <= 200 and low <= 20
+    assert wakes <= 4  # not one per message sent (280)
