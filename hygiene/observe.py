@@ -12,10 +12,9 @@ soft bounces make no observation at all.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
 from zlib import crc32
 
@@ -86,46 +85,22 @@ class Bundle:
     def pieces(self, max_bytes: int) -> list[Bundle]:
         """The bundle cut, in order, into bundles of about ``max_bytes`` of JSON at most
         (itself when it fits; an observation larger than that alone in its piece)."""
-        keys, times, at, others = self.keys, self.times, self.at, self.others
-        sizes = [OBSERVATION_BYTES + len(o[0]) + _text_bytes(o) for o in others]
-        # Bytes of deliveries [a, b): ends[b] - ends[a] + DELIVERY_BYTES * (b - a). Runs of
-        # deliveries are cut by bisection: no Python step per delivery.
-        ends = [0, *accumulate(map(len, keys))]
-        if ends[-1] + DELIVERY_BYTES * len(keys) + sum(sizes) <= max_bytes:
+        if len(self) <= 1 or self._bytes() <= max_bytes:
             return [self]
-        out: list[Bundle] = []
-        piece, first, size = Bundle(), 0, 0  # the open piece, its first delivery, its bytes
-        done = 0  # deliveries placed
-        for j in range(len(others) + 1):
-            end = at[j] if j < len(others) else len(keys)
-            while done < end:
-                room = max_bytes - size
-                base = ends[done] + DELIVERY_BYTES * done
-                fit = bisect_right(
-                    range(done + 1, end + 1),
-                    room,
-                    key=lambda e: ends[e] + DELIVERY_BYTES * e - base,
-                )
-                if fit == 0 and size:
-                    piece.keys, piece.times = keys[first:done], times[first:done]
-                    out.append(piece)
-                    piece, first, size = Bundle(), done, 0
-                    continue
-                stop = done + max(fit, 1)
-                size += ends[stop] - ends[done] + DELIVERY_BYTES * (stop - done)
-                done = stop
-            if j == len(others):
-                break
-            if size and size + sizes[j] > max_bytes:
-                piece.keys, piece.times = keys[first:done], times[first:done]
-                out.append(piece)
-                piece, first, size = Bundle(), done, 0
-            piece.at.append(at[j] - first)
-            piece.others.append(others[j])
-            size += sizes[j]
-        piece.keys, piece.times = keys[first:], times[first:]
-        out.append(piece)
-        return out
+        # Halves of the sequence, again and again: the sizes are C-speed sums, with no
+        # Python step per delivery.
+        n, keys, times, at, others = len(self), self.keys, self.times, self.at, self.others
+        half = n // 2
+        j = bisect_left(range(len(others)), half, key=lambda j: at[j] + j)  # others before
+        d = half - j  # deliveries before
+        first = Bundle(keys[:d], times[:d], at[:j], others[:j])
+        second = Bundle(keys[d:], times[d:], [a - d for a in at[j:]], others[j:])
+        return first.pieces(max_bytes) + second.pieces(max_bytes)
+
+    def _bytes(self) -> int:
+        """About the bytes of JSON of ``message()``, at most."""
+        others = sum(OBSERVATION_BYTES + len(o[0]) + _text_bytes(o) for o in self.others)
+        return sum(map(len, self.keys)) + DELIVERY_BYTES * len(self.keys) + others
 
 
 def _text_bytes(obs: Sequence[Any]) -> int:
