@@ -95,10 +95,11 @@ def bundles(items: list[bytes], progress: bytes | None) -> list[bytes]:
     return out
 
 
-#: Bytes of JSON one recipients message carries at most, about (``Bundle.pieces``): a
-#: partition's deliveries of a flush travel in a few large messages, each a few hundred
-#: thousand keys' worth of JSON lists, well under Kafka's default 1 MB message limit.
-OBSERVATION_BYTES_PER_MESSAGE = 512 * 1024
+#: Bytes of JSON one recipients message carries at most (``Bundle.pieces``, an estimate that
+#: errs high): a partition's deliveries of a flush travel in a few large messages, under
+#: Kafka's default 1 MB message limit and the producer's request size. Each message's
+#: decisions are counted in partials of their own, so fewer messages are fewer merges.
+OBSERVATION_BYTES_PER_MESSAGE = 768 * 1024
 
 
 def observation_bundles(

@@ -112,7 +112,7 @@ def test_deliveries_apart_keep_the_order_and_the_stamps_of_one_list() -> None:
     tables: list[dict[str, Any]] = [{}, {}]
     decided: list[list[Any]] = [[], []]
     for n, bundle in enumerate((parted, wire)):
-        for pending in apply_bundle(tables[n], 0, bundle, HygieneRules()):
+        for pending in apply_bundle(tables[n], 0, bundle, HygieneRules(), clock=lambda: 1.0):
             decided[n].append(pending.record)
     assert tables[0] == tables[1]
     assert decided[0] == decided[1] and [r["key"] for r in decided[0]] == ["gone@example.com"]
@@ -166,3 +166,18 @@ def test_ingest_messages_carry_the_progress_last() -> None:
         {"v": 2, "dk": [], "dt": [], "at": [], "obs": [], "progress": progress}
     ]
     assert observation_bundles(None, None) == []
+
+
+def test_ingest_messages_stay_under_kafkas_message_limit() -> None:
+    bundle = Bundle.from_message(
+        {
+            "obs": [
+                [f"{'x' * 200}.{n}@example.com", "d", T0 + n / 7]
+                if n % 50
+                else [*soft(n / 1e5, key=f"{'y' * 200}{n}@x.org")[:5], "z" * 512, "x.org", None]
+                for n in range(40_000)
+            ]
+        }
+    )
+    values = observation_bundles(bundle, {"of": 1, "sources": {}})
+    assert len(values) > 1 and max(map(len, values)) < 1_000_000
