@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_stream.py [--events 200000] [--batch-events 1000000]
         [--repeat 3] [--shapes single batch] [--contenders worker faust-bare aiokafka-bare]
-        [--bootstrap HOST:PORT] [--profile DIR]
+        [--bootstrap HOST:PORT] [--profile DIR] [--timeline]
 
 Starts a real Apache Kafka broker (``scripts/kafka_broker.py``; or uses ``--bootstrap``),
 creates two input topics and fills them with realistic events (``bench/traffic.py``): one
@@ -233,9 +233,14 @@ def next_poll(share: float, elapsed: float, poll: float) -> float:
 
 
 def await_done(
-    child: ChildProcess, done: Callable[[], float], timeout: float, poll: float
+    child: ChildProcess,
+    done: Callable[[], float],
+    timeout: float,
+    poll: float,
+    timeline: bool = False,
 ) -> tuple[float, float, float, float]:
-    """Wait for readiness, then until ``done()`` (the share done) reaches 1.
+    """Wait for readiness, then until ``done()`` (the share done) reaches 1: every ``poll``
+    seconds with ``timeline``, else as ``next_poll`` spaces the polls.
 
     Returns (t_ready, t_done, cpu_ready, cpu_done).
     """
@@ -261,7 +266,7 @@ def await_done(
             raise RuntimeError(f"{child.name} exited:\n{child.tail()}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{child.name} not done after {timeout}s:\n{child.tail()}")
-        time.sleep(next_poll(share, time.monotonic() - t_ready, poll))
+        time.sleep(poll if timeline else next_poll(share, time.monotonic() - t_ready, poll))
     return t_ready, time.monotonic(), cpu_ready, child.cpu_seconds()
 
 
@@ -287,7 +292,7 @@ def measure_child(
     load = os.getloadavg()[0]
     child.start()
     try:
-        t0, t1, c0, c1 = await_done(child, done, args.timeout, args.poll)
+        t0, t1, c0, c1 = await_done(child, done, args.timeout, args.poll, args.timeline)
         peak = child.peak_rss_mb()
     finally:
         if prober is not None:
@@ -385,10 +390,18 @@ def run_worker(
         samples = child.metrics()
         last["samples"] = samples
         read = metric_sum(samples, "bouncewatch_messages_total")
-        if read < inp.messages:
-            return min(max(read, reading(samples, inp, args.partitions)) / inp.messages, 0.99)
         sent = metric_sum(samples, "bouncewatch_partials_sent_total")
         merged = metric_sum(samples, "bouncewatch_partials_merged_total")
+        if args.timeline:
+            now, cpu = time.monotonic(), child.cpu_seconds()
+            start = last.setdefault("start", (now, cpu))
+            say(
+                f"    {now - start[0]:6.2f}s cpu {cpu - start[1]:6.2f}s read "
+                f"{reading(samples, inp, args.partitions):8,.0f} committed {read:8,.0f} "
+                f"partials sent {sent:6,.0f} merged {merged:6,.0f}"
+            )
+        if read < inp.messages:
+            return min(max(read, reading(samples, inp, args.partitions)) / inp.messages, 0.99)
         # List hygiene: every observation sent is applied (or skipped by the filter) too.
         observed = metric_sum(samples, "bouncewatch_recipient_observations_sent_total")
         applied = metric_sum(samples, "bouncewatch_recipient_observations_total")
@@ -764,6 +777,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also set this in the contenders' environment (e.g. PYTHONASYNCIODEBUG=1)",
     )
     parser.add_argument("--profile-top", type=int, default=30)
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print the worker's progress and CPU at every poll, polled every --poll seconds "
+        "(where a run's time goes: reading, flushing, merging, waiting)",
+    )
     args = parser.parse_args(argv)
     # A fresh topic's first produce may meet NotLeaderForPartition; aiokafka retries it.
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
