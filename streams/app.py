@@ -465,14 +465,17 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         # a produce request of its own (a syscall and a broker round trip each). 10 ms groups
         # them, and delays an ingest batch's acknowledgement by at most as much.
         producer_linger=0.01,
-        # A merge writes one changelog message per bucket it touches: a worker merging a
-        # backlog's partials writes thousands a second. Batches of 256 KB (aiokafka's default
-        # is 16 KB) send them in a few produce requests instead of hundreds.
-        producer_max_batch_size=256 * 1024,
         # Faust reads ahead up to this many messages per agent; a partials bundle is up to
         # 256 KB, and its default of 4,096 let a worker catching up hold a gigabyte of them.
         stream_buffer_maxsize=256,
-        **overrides,
+        **{
+            # A merge writes one changelog message per bucket it touches: a worker merging a
+            # backlog's partials writes thousands a second. Batches of 256 KB (aiokafka's
+            # default is 16 KB) send them in a few produce requests instead of hundreds. The
+            # development broker needs batches of one record (``FAUST_SETTINGS``).
+            "producer_max_batch_size": 256 * 1024,
+            **overrides,
+        },
     )
 
 
