@@ -121,6 +121,11 @@ class _ReadCommittedConsumer(faust_aiokafka.Consumer):
         await super()._add_gap(tp, offset_from, offset_to - 1)
 
 
+#: Longest the conductor holds a message back for the producer buffer to drain (Faust's own
+#: wait gives up after 100 sends or 0.1 s timeouts, about 10 s at most).
+EBB_PATIENCE_SECONDS = 10.0
+
+
 class _ExactProducerBuffer(ProducerBuffer):
     """Faust's producer buffer (table changelog writes wait in it), with a flush that ends only
     once every message put before it was handed to the Kafka producer.
@@ -164,8 +169,15 @@ class _ExactProducerBuffer(ProducerBuffer):
         """Faust's conductor calls this before each message it hands to an agent. Its own
         waits for each of up to ``max_messages`` sends with a task of its own (a timeout
         of 0.1 s): tens of thousands of tasks a second while a busy agent writes; this one
-        wakes once, when the buffer is down to ``max_messages``."""
-        await self.wait_at_most(self.max_messages)
+        wakes once, when the buffer is down to ``max_messages``. Like Faust's, it lets the
+        message through after ``EBB_PATIENCE_SECONDS`` whatever the buffer holds: a buffer
+        that does not drain (a broker outage) must not stop the agents for good."""
+        if self.size <= self.max_messages:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self.wait_at_most(self.max_messages), timeout=EBB_PATIENCE_SECONDS
+            )
 
     async def on_stop(self) -> None:
         # Faust flushes here, after its sender has stopped; the writes left are those of

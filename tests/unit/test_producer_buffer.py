@@ -146,3 +146,44 @@ def test_waiters_wake_at_their_bounds_not_at_every_send() -> None:
     high, low, wakes = asyncio.run(scenario())
     assert 20 < high <= 200 and low <= 20
     assert wakes <= 4  # not one per message sent (280)
+
+
+def test_the_conductor_lets_a_message_through_when_the_buffer_never_drains(
+    monkeypatch: Any,
+) -> None:
+    """A broker outage stops the buffer: the agents' input is held back for a while, then let
+    through (as Faust's own wait does), so that the worker goes on once Kafka is back."""
+    import streams.app
+
+    monkeypatch.setattr(streams.app, "EBB_PATIENCE_SECONDS", 0.2)
+
+    async def scenario() -> tuple[bool, float]:
+        channel = SlowChannel(delay=3600)  # never hands one over
+        buffer = await started_buffer()
+        buffer.max_messages = 3
+        try:
+            for n in range(10):
+                buffer.put(message(channel, n))
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(buffer.wait_until_ebb(), timeout=30)
+            return buffer.size > buffer.max_messages, asyncio.get_running_loop().time() - started
+        finally:
+            await buffer.stop()
+
+    still_full, waited = asyncio.run(scenario())
+    assert still_full and waited >= 0.2
+
+
+def test_the_conductor_waits_for_nothing_below_the_bound() -> None:
+    async def scenario() -> None:
+        channel = SlowChannel(delay=3600)
+        buffer = await started_buffer()
+        try:
+            for n in range(5):
+                buffer.put(message(channel, n))
+            assert buffer.size <= buffer.max_messages
+            await asyncio.wait_for(buffer.wait_until_ebb(), timeout=0.05)
+        finally:
+            await buffer.stop()
+
+    asyncio.run(scenario())
