@@ -336,3 +336,57 @@ def test_flushing_in_steps_gives_the_chunk_a_flush_gives() -> None:
     want = whole.flush()
     assert as_dicts(chunk.partials) == as_dicts(want.partials)
     assert chunk.tally.events == want.tally.events
+
+
+def test_messages_read_in_slices_give_what_they_give_one_by_one() -> None:
+    """``add_messages`` (the worker's slices) counts what ``add`` of each message counts, and
+    each message keeps its own errors: a bad one in the middle of a slice is the one
+    dead-lettered, the good ones around it are counted."""
+    eng = engine()
+    events = [e for e in events_of(NAMES[0], ordered=True) if e["event_time"] < "2026-03-02T08:04"]
+    good = payloads(events, 1)
+    bad = b'{"event_time": "2026-03-02T08:01:00Z", "recipient": "no-domain"}'
+    messages = [*good[:7], bad, *good[7:]]
+    want, want_tally = per_event(eng, eng.builder(), good)
+    reader = IngestBatch(eng)
+    read: list[Any] = []
+    for start in range(0, len(messages), 5):
+        part = [(m, start + i) for i, m in enumerate(messages[start : start + 5])]
+        read += reader.add_messages(part, "in:0")
+    assert len(read) == len(messages)
+    assert [i for i, d in enumerate(read) if d.errors] == [7]
+    assert all(len(d.events) == 1 for i, d in enumerate(read) if i != 7)
+    chunk = reader.flush()
+    # Offsets of every message, the bad one included: a re-sent partial is merged once.
+    assert all(p.sources == {"in:0": [0, len(messages) - 1]} for p in chunk.partials.values())
+    for partial in (*chunk.partials.values(), *want.values()):
+        partial.sources = {}
+    assert as_dicts(chunk.partials) == as_dicts(want)
+    assert chunk.tally.events == want_tally.events
+
+
+def test_a_fetch_is_cut_into_slices_by_messages_and_bytes() -> None:
+    from types import SimpleNamespace
+
+    from streams.ingest import SLICE_BYTES, SLICE_MESSAGES, slices
+
+    def records(*sizes: int) -> list[Any]:
+        return [SimpleNamespace(value=b"x" * n, offset=i) for i, n in enumerate(sizes)]
+
+    small = records(*[10] * (2 * SLICE_MESSAGES + 3))
+    assert list(slices(small)) == [
+        (0, SLICE_MESSAGES),
+        (SLICE_MESSAGES, 2 * SLICE_MESSAGES),
+        (2 * SLICE_MESSAGES, 2 * SLICE_MESSAGES + 3),
+    ]
+    half = SLICE_BYTES // 2
+    # Two halves fit; a third starts a slice; a message larger than a slice goes alone.
+    assert list(slices(records(half, half, half, 3 * SLICE_BYTES, 1))) == [
+        (0, 2),
+        (2, 3),
+        (3, 4),
+        (4, 5),
+    ]
+    assert list(slices(records())) == []
+    # A tombstone (no value) counts no bytes.
+    assert list(slices([SimpleNamespace(value=None, offset=0)])) == [(0, 1)]

@@ -57,6 +57,37 @@ def test_the_time_check_keeps_and_refuses_as_the_rule_says(
     assert all(e.field == "event_time" for e in decoded.errors)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    messages=st.lists(
+        st.lists(st.integers(-2000, 5000), min_size=0, max_size=4), min_size=1, max_size=6
+    ),
+    before=st.none() | st.integers(-1500, 1500),
+)
+def test_messages_admitted_together_fare_as_one_by_one(
+    messages: list[list[int]], before: int | None
+) -> None:
+    """``admit_all`` (a slice of messages) keeps, refuses and moves the progress exactly as
+    ``admit`` of each message in turn, and each refusal stays with its own message."""
+    together, alone = InputProgress(BOUNDS), InputProgress(BOUNDS)
+    if before is not None:
+        for inputs in (together, alone):
+            inputs.admit(Decoded([event(NOW + before)], []), "in:0", NOW)
+    decoded = [Decoded([event(NOW + o) for o in offsets], []) for offsets in messages]
+    got, got_times = together.admit_all(decoded, "in:0", NOW)
+    want_times: list[float] = []
+    for message, result in zip(decoded, got, strict=True):
+        kept, times = alone.admit(message, "in:0", NOW)
+        want_times += times
+        assert [e.event_time for e in result.events] == [e.event_time for e in kept.events]
+        assert [(e.index, e.reason) for e in result.errors] == [
+            (e.index, e.reason) for e in kept.errors
+        ]
+    assert got_times == want_times
+    assert together.latest("in:0") == alone.latest("in:0")
+    assert together.refused == alone.refused
+
+
 def test_a_refusal_names_the_clock_or_the_progress() -> None:
     inputs = InputProgress(BOUNDS)
     decoded, _ = inputs.admit(
