@@ -58,15 +58,6 @@ STAGES = ("decode", "read", "flush", "encode", "merge")
 PARTITIONS = 8
 
 
-class Record:
-    """What ``slices`` reads of an aiokafka record."""
-
-    __slots__ = ("offset", "value")
-
-    def __init__(self, value: bytes, offset: int) -> None:
-        self.value, self.offset = value, offset
-
-
 def run(
     payloads: list[bytes], per_message: int, batch_seconds: float, span: float
 ) -> dict[str, float]:
@@ -90,11 +81,11 @@ def run(
     for first in range(0, len(payloads), per_batch):
         now += batch_seconds
         reader = IngestBatch(engine, inputs, 1, lambda at=now: at)
-        records = [Record(p, o) for o, p in enumerate(payloads[first : first + per_batch], first)]
+        messages = [(p, o) for o, p in enumerate(payloads[first : first + per_batch], first)]
         chunks = []
         started = clock()
-        for start, stop in slices(records):
-            reader.add_messages([(r.value, r.offset) for r in records[start:stop]], "in:0")
+        for start, stop in slices(messages):
+            reader.add_messages(messages[start:stop], "in:0")
             if reader.due():
                 chunks.append(reader.flush())
         read = clock()

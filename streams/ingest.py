@@ -124,18 +124,19 @@ SLICE_MESSAGES = 256
 SLICE_BYTES = 256 * 1024
 
 
-def slices(records: Sequence[Any]) -> Iterator[tuple[int, int]]:
-    """(start, stop) of consecutive runs of ``records`` of at most ``SLICE_MESSAGES``
-    messages and, unless one message alone is larger, ``SLICE_BYTES`` bytes of values."""
+def slices(messages: Sequence[tuple[bytes, int]]) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive runs of ``messages`` (payload, offset) of at most
+    ``SLICE_MESSAGES`` messages and, unless one message alone is larger, ``SLICE_BYTES``
+    bytes of payload."""
     start = size = 0
-    for i, record in enumerate(records):
-        n = len(record.value) if isinstance(record.value, bytes) else 0
+    for i, (payload, _) in enumerate(messages):
+        n = len(payload)
         if i > start and (i - start >= SLICE_MESSAGES or size + n > SLICE_BYTES):
             yield start, i
             start, size = i, 0
         size += n
-    if start < len(records):
-        yield start, len(records)
+    if start < len(messages):
+        yield start, len(messages)
 
 
 def fetch_position(consumer: AIOKafkaConsumer, tp: Any) -> int | None:
@@ -374,15 +375,12 @@ class IngestConsumer:
         source = source_of(tp)
         reader = batch.reader
         turns = self._turns
-        for start, stop in slices(records):
-            part = records[start:stop]
-            # A null value (tombstone) reads as empty bytes and is dead-lettered.
-            messages = [(r.value if isinstance(r.value, bytes) else b"", r.offset) for r in part]
-            for record, (value, _), decoded in zip(
-                part, messages, reader.add_messages(messages, source), strict=True
-            ):
+        # A null value (tombstone) reads as empty bytes and is dead-lettered.
+        messages = [(r.value if isinstance(r.value, bytes) else b"", r.offset) for r in records]
+        for start, stop in slices(messages):
+            for i, decoded in enumerate(reader.add_messages(messages[start:stop], source), start):
                 if decoded.errors:
-                    self._dead_letter(batch, tp, record, value, decoded)
+                    self._dead_letter(batch, tp, records[i], messages[i][0], decoded)
             if reader.due():
                 batch.chunks.append(await self._flush(reader))
             await turns.take()

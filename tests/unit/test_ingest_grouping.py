@@ -366,12 +366,10 @@ def test_messages_read_in_slices_give_what_they_give_one_by_one() -> None:
 
 
 def test_a_fetch_is_cut_into_slices_by_messages_and_bytes() -> None:
-    from types import SimpleNamespace
-
     from streams.ingest import SLICE_BYTES, SLICE_MESSAGES, slices
 
-    def records(*sizes: int) -> list[Any]:
-        return [SimpleNamespace(value=b"x" * n, offset=i) for i, n in enumerate(sizes)]
+    def records(*sizes: int) -> list[tuple[bytes, int]]:
+        return [(b"x" * n, i) for i, n in enumerate(sizes)]
 
     small = records(*[10] * (2 * SLICE_MESSAGES + 3))
     assert list(slices(small)) == [
@@ -388,5 +386,5 @@ def test_a_fetch_is_cut_into_slices_by_messages_and_bytes() -> None:
         (4, 5),
     ]
     assert list(slices(records())) == []
-    # A tombstone (no value) counts no bytes.
-    assert list(slices([SimpleNamespace(value=None, offset=0)])) == [(0, 1)]
+    # A tombstone (read as no bytes) is a message of its own.
+    assert list(slices(records(0))) == [(0, 1)]
