@@ -477,7 +477,7 @@ class PartialBuilder:
         # Building key strings is a good part of the per-event cost, and there are few
         # distinct ones: remember them by their parts (bounded, see _keys).
         for key in self.keys_of((isp, source_ip, sending_domain, tenant)):
-            self._add_to(key, t, start, classification, code, enhanced, text, reply, count)
+            self.add_to_key(key, t, start, classification, code, enhanced, text, reply, count)
         if partition is not None and offset is not None:
             self.note_offset(partition, offset)
 
@@ -543,23 +543,6 @@ class PartialBuilder:
         keys = self._keys.get(labels)
         return self._keys_for(labels) if keys is None else keys
 
-    def add_to_key(
-        self,
-        key: str,
-        start: int,
-        t: float,
-        classification: Classification,
-        count: int,
-        code: int | None,
-        enhanced: str | None,
-        text: str,
-        reply: str | None,
-    ) -> None:
-        """Count ``count`` equal attempts, the latest at ``t``, in bucket ``start`` of ``key``
-        alone (``add`` feeds every key of an event): for a caller that sums what its events
-        add to each key first. ``reply`` is their ``reply_key``, None when they keep none."""
-        self._add_to(key, t, start, classification, code, enhanced, text, reply, count)
-
     def _keys_for(self, labels: tuple[str, str | None, str | None, str | None]) -> list[str]:
         isp, *dims = labels
         values = dict(zip(GROUP_DIMENSIONS, dims, strict=True))
@@ -588,7 +571,7 @@ class PartialBuilder:
             span[0] = min(span[0], offset)
             span[1] = max(span[1], offset)
 
-    def _add_to(
+    def add_to_key(
         self,
         key: str,
         t: float,
@@ -600,6 +583,9 @@ class PartialBuilder:
         reply: str | None,
         count: int = 1,
     ) -> None:
+        """Count ``count`` equal attempts, the latest at ``t``, in bucket ``start`` of ``key``
+        alone (``add`` feeds every key of an event; a caller may sum what its events add to
+        each key first). ``reply`` is their ``reply_key``, None when they keep none."""
         partial = self._partials.get(key)
         if partial is None:
             partial = self._partials[key] = Partial(key)

@@ -414,44 +414,50 @@ class EventGroups:
         # needs its replies one by one, in their order (below).
         summed: dict[tuple[str, int, int, str | None], list[Any]] = {}
         keys_of = builder.keys_of
-        for done, (gk, (n, t, classification, text)) in enumerate(groups.items(), 1):
-            if not done % step:
-                yield
-            start, isp, labels, cid, code, enhanced, reply, fmt = gk
-            events[(fmt, classification.outcome.value, isp)] += n
-            if classification.bounce_type is BounceType.SOFT:
-                soft[isp] += n
-            if reply is not None and (start, isp, classification.category) in crowded:
-                continue
+
+        def sum_into(
+            start: int,
+            isp: str,
+            labels: Labels,
+            reply: str | None,
+            n: int,
+            t: float,
+            first: tuple[Classification, int | None, str | None, str],
+        ) -> None:
+            """Add a group to the sums of its keys; ``first``: (classification, code,
+            enhanced, text) of the first group of a sum."""
+            cid = id(first[0])
             for key in keys_of((isp, *dims(labels))):
                 into = summed.get((key, start, cid, reply))
                 if into is None:
-                    summed[(key, start, cid, reply)] = [n, t, classification, code, enhanced, text]
+                    summed[(key, start, cid, reply)] = [n, t, *first]
                 else:
                     into[0] += n
                     if t > into[1]:
                         into[1] = t
+
+        for done, (gk, (n, t, classification, text)) in enumerate(groups.items(), 1):
+            if not done % step:
+                yield
+            start, isp, labels, _, code, enhanced, reply, fmt = gk
+            events[(fmt, classification.outcome.value, isp)] += n
+            if classification.bounce_type is BounceType.SOFT:
+                soft[isp] += n
+            if reply is None or (start, isp, classification.category) not in crowded:
+                sum_into(start, isp, labels, reply, n, t, (classification, code, enhanced, text))
         delivered = self._engine.delivered
-        cid, outcome = id(delivered), delivered.outcome.value
+        outcome, plain = delivered.outcome.value, (delivered, None, None, "")
         for done, ((number, isp, labels, fmt), (n, t)) in enumerate(self.delivered.items(), 1):
             if not done % step:
                 yield
             events[(fmt, outcome, isp)] += n
-            start = number * self.bucket_seconds
-            for key in keys_of((isp, *dims(labels))):
-                into = summed.get((key, start, cid, None))
-                if into is None:
-                    summed[(key, start, cid, None)] = [n, t, delivered, None, None, ""]
-                else:
-                    into[0] += n
-                    if t > into[1]:
-                        into[1] = t
+            sum_into(number * self.bucket_seconds, isp, labels, None, n, t, plain)
         for done, ((key, start, _, reply), (n, t, c, code, enhanced, text)) in enumerate(
             summed.items(), 1
         ):
             if not done % step:
                 yield
-            builder.add_to_key(key, start, t, c, n, code, enhanced, text, reply)
+            builder.add_to_key(key, t, start, c, code, enhanced, text, reply, n)
         if crowded:
             for done, (gk, text, t) in enumerate(replies, 1):
                 if not done % step:
