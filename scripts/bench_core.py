@@ -42,20 +42,18 @@ for entry in (str(ROOT), str(SCRIPTS)):
 
 import orjson  # noqa: E402
 from bench import traffic  # noqa: E402
+from bench.engine import PARTITIONS  # noqa: E402
+from bench.engine import engine as core_engine  # noqa: E402
 from bench.machine import describe  # noqa: E402
 
 from aggregation.aggregator import Aggregator  # noqa: E402
 from aggregation.buckets import Partial  # noqa: E402
-from aggregation.ingest import Engine, IngestBatch  # noqa: E402
+from aggregation.ingest import IngestBatch  # noqa: E402
 from aggregation.watermark import InputProgress  # noqa: E402
-from alerts.rules import load_default_rules  # noqa: E402
 from delivery.adapters import decode_message  # noqa: E402
-from delivery.classify import default_classifier  # noqa: E402
-from delivery.isp import load_resolver  # noqa: E402
 from streams.ingest import bundles, partials_partition, slices  # noqa: E402
 
 STAGES = ("decode", "read", "flush", "encode", "merge")
-PARTITIONS = 8
 
 
 def run(
@@ -69,9 +67,7 @@ def run(
         decode_message(payload)
     spent["decode"] = clock() - started
 
-    engine = Engine(
-        rules=load_default_rules(), classifier=default_classifier(), resolver=load_resolver(None)
-    )
+    engine = core_engine()
     now = time.time()
     inputs = InputProgress(engine.time_bounds)
     inputs.assign(["in:0"], now)

@@ -27,29 +27,15 @@ for entry in (str(ROOT), str(ROOT / "scripts")):
 
 import orjson  # noqa: E402
 from bench import traffic  # noqa: E402
+from bench.engine import PARTITIONS, engine  # noqa: E402
 from faust.serializers import codecs  # noqa: E402
 
-from aggregation.ingest import Chunk, Engine, IngestBatch  # noqa: E402
+from aggregation.ingest import Chunk, IngestBatch  # noqa: E402
 from aggregation.watermark import InputProgress  # noqa: E402
-from alerts.rules import load_default_rules  # noqa: E402
-from delivery.classify import default_classifier  # noqa: E402
-from delivery.isp import load_resolver  # noqa: E402
 from hygiene.bundles import PresenceFilter, apply_bundle, decision_partials  # noqa: E402
 from hygiene.core import HygieneRules  # noqa: E402
 from hygiene.observe import Bundle  # noqa: E402
 from streams.ingest import observation_bundles  # noqa: E402
-
-PARTITIONS = 8
-
-
-def engine(hygiene: bool) -> Engine:
-    return Engine(
-        rules=load_default_rules(),
-        classifier=default_classifier(),
-        resolver=load_resolver(None),
-        hygiene=HygieneRules() if hygiene else None,
-        recipient_partitions=PARTITIONS,
-    )
 
 
 def ingest(payloads: list[bytes], hygiene: bool) -> tuple[float, list[Chunk]]:

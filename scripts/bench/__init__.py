@@ -1,1 +1,2 @@
-"""Helpers of ``scripts/bench_stream.py``: traffic, and the bare contenders it measures."""
+"""Helpers of the benchmarks in ``scripts/``: traffic, the bare contenders ``bench_stream.py``
+measures, and the ingest core the in-process ones build."""
