@@ -390,6 +390,7 @@ def run_worker(
         samples = child.metrics()
         last["samples"] = samples
         read = metric_sum(samples, "bouncewatch_messages_total")
+        position = reading(samples, inp, args.partitions)
         sent = metric_sum(samples, "bouncewatch_partials_sent_total")
         merged = metric_sum(samples, "bouncewatch_partials_merged_total")
         if args.timeline:
@@ -397,11 +398,11 @@ def run_worker(
             start = last.setdefault("start", (now, cpu))
             say(
                 f"    {now - start[0]:6.2f}s cpu {cpu - start[1]:6.2f}s read "
-                f"{reading(samples, inp, args.partitions):8,.0f} committed {read:8,.0f} "
+                f"{position:8,.0f} committed {read:8,.0f} "
                 f"partials sent {sent:6,.0f} merged {merged:6,.0f}"
             )
         if read < inp.messages:
-            return min(max(read, reading(samples, inp, args.partitions)) / inp.messages, 0.99)
+            return min(max(read, position) / inp.messages, 0.99)
         # List hygiene: every observation sent is applied (or skipped by the filter) too.
         observed = metric_sum(samples, "bouncewatch_recipient_observations_sent_total")
         applied = metric_sum(samples, "bouncewatch_recipient_observations_total")
