@@ -4,8 +4,8 @@ The ingest consumer, the Faust agents and the web port (probes, metrics) share o
 loop, and a coroutine that never waits on anything holds it: aiokafka's ``getmany`` and
 ``send`` return without suspending while fetched records or buffer room are at hand, so a
 backlog read and sent in full can run for seconds without a turn for anyone else. A
-``Turns`` is asked at each unit of work (a record, a partial) and yields once the budget is
-spent: one clock read per unit, one turn per ``every`` seconds.
+``Turns`` is asked at each unit of work (a slice of records, a partial) and yields once the
+budget is spent: one clock read per unit, one turn per ``every`` seconds.
 """
 
 from __future__ import annotations
