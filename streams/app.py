@@ -12,7 +12,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.stores import rocksdb as faust_rocksdb
@@ -20,10 +20,13 @@ from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 from faust.types.tuples import FutureMessage
 from faust.web.drivers import aiohttp as faust_aiohttp
+from mode import Service
 
 from schemas.settings import SecurityProtocol, Settings
+from streams.changelog import ChangelogRecords
 from streams.logs import logging_config
 
 _log = logging.getLogger(__name__)
@@ -127,15 +130,17 @@ EBB_PATIENCE_SECONDS = 10.0
 
 
 class _ExactProducerBuffer(ProducerBuffer):
-    """Faust's producer buffer (table changelog writes wait in it), with a flush that ends only
-    once every message put before it was handed to the Kafka producer.
+    """Faust's producer buffer, with a flush that ends only once every message put before it
+    was handed to the Kafka producer, and the tables' changelog writes appended straight to
+    the Kafka producer's batches (``streams.changelog``).
 
     Faust flushes the producer before it commits the offsets of the messages its agents
     processed, but its buffer's flush gives up as soon as one message takes longer than 0.1 s
     to hand over (a busy worker catching up): the offsets were then committed with table
     writes still waiting, and a crash lost them for good (a pod restarted elsewhere recovers
-    only what reached the changelog). This flush waits for the messages put before it and not
-    for those put while it waits, so a worker that never stops writing still commits.
+    only what reached the changelog). This flush waits for the messages and writes put before
+    it and not for those put while it waits, so a worker that never stops writing still
+    commits; after a changelog write failed, it raises, so that nothing is committed past it.
     """
 
     #: Messages that may wait before the conductor holds back the agents' input
@@ -145,25 +150,51 @@ class _ExactProducerBuffer(ProducerBuffer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        #: Messages put, and messages handed to the Kafka producer, since start.
+        #: Messages and changelog writes put, and handed to the Kafka producer, since start.
         self.put_count = 0
         self.handed_count = 0
         #: Set once at most ``_ebb_limit`` messages wait (-1: nobody waits for that).
         self._ebb = asyncio.Event()
         self._ebb_limit = -1
+        self.records = ChangelogRecords(self._handed)
+
+    @property
+    def size(self) -> int:
+        """Messages and changelog writes waiting to be handed to the Kafka producer."""
+        return int(super().size) + self.records.waiting
 
     def put(self, fut: FutureMessage) -> None:
         self.put_count += 1
         super().put(fut)
 
+    def put_record(
+        self, tp: TP, store: Any, key: bytes | None, value: bytes | None
+    ) -> asyncio.Future[None]:
+        """Queue a table write to changelog partition ``tp``; the future is done once it is
+        acknowledged (``streams.changelog``)."""
+        self.put_count += 1
+        self.records.put(tp, store, key, value)
+        return self.records.acknowledged(tp)
+
+    @Service.task
+    async def _send_records(self) -> None:
+        def producer() -> Any:
+            return cast(Any, self.app).producer._ensure_producer()
+
+        await self.records.send(producer, lambda: bool(self.should_stop))
+
     async def _send_pending(self, fut: FutureMessage) -> None:
         try:
             await super()._send_pending(fut)
         finally:
-            self.handed_count += 1
-            if self._ebb_limit >= 0 and self.size <= self._ebb_limit:
-                self._ebb_limit = -1
-                self._ebb.set()
+            self._handed(1)
+
+    def _handed(self, count: int) -> None:
+        self.handed_count += count
+        self.message_sent.set()
+        if self._ebb_limit >= 0 and self.size <= self._ebb_limit:
+            self._ebb_limit = -1
+            self._ebb.set()
 
     async def wait_until_ebb(self) -> None:
         """Faust's conductor calls this before each message it hands to an agent. Its own
@@ -186,9 +217,15 @@ class _ExactProducerBuffer(ProducerBuffer):
         if left:
             _log.warning("stopping with %d table writes not sent; their input is read again", left)
 
+    def raise_failure(self) -> None:
+        """Raise if a changelog write failed (module ``streams.changelog``)."""
+        if self.records.failure is not None:
+            raise RuntimeError("a table changelog write failed") from self.records.failure
+
     async def flush(self) -> None:
         target = self.put_count
         while self.handed_count < target:
+            self.raise_failure()
             if self.should_stop:
                 # Its sender has stopped: what is left will not be sent, and committing past
                 # it would lose it.
@@ -227,6 +264,12 @@ class _Producer(faust_aiokafka.Producer):
             raise ValueError("the exact producer buffer does not support producer_threaded")
         self.buffer = _ExactProducerBuffer(loop=self.loop, beacon=self.beacon)
         self.buffer.app = self.app
+
+    async def flush(self) -> None:
+        await super().flush()
+        # A write handed over may have failed while the Kafka producer flushed.
+        assert isinstance(self.buffer, _ExactProducerBuffer)
+        self.buffer.raise_failure()
 
 
 class _Transport(faust_aiokafka.Transport):
@@ -302,7 +345,47 @@ class _BoundedRocksDBOptions(faust_rocksdb.RocksDBOptions):
 
 
 class _Table(faust.Table):  # type: ignore[type-arg]
-    """A table whose RocksDB store uses :class:`_BoundedRocksDBOptions`."""
+    """A table whose RocksDB store uses :class:`_BoundedRocksDBOptions`, and whose writes go
+    to the changelog through :meth:`_ExactProducerBuffer.put_record` (``streams.changelog``).
+    """
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        # Faust's, without the FutureMessage it reads the partition from.
+        partition = self.partition_for_key(key)
+        if partition is None:  # a table with use_partitioner: none of ours
+            return super().on_key_set(key, value)
+        self.send_changelog(partition, key, value)
+        self._maybe_set_key_ttl(key, partition)
+        self._sensor_on_set(self, key, value)
+
+    def on_key_del(self, key: Any) -> None:
+        partition = self.partition_for_key(key)
+        if partition is None:
+            return super().on_key_del(key)
+        self.send_changelog(partition, key, None, value_serializer="raw")
+        self._maybe_del_key_ttl(key, partition)
+        self._sensor_on_del(self, key)
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> Any:
+        """Queue the write to the changelog; a future done once the broker has it."""
+        buffer = getattr(self.app.producer, "buffer", None)
+        if partition is None or not isinstance(buffer, _ExactProducerBuffer):
+            return super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        topic = self.changelog_topic
+        encoded_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
+        encoded_value = None
+        if value is not None:
+            encoded_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
+        return buffer.put_record(
+            TP(topic.get_topic_name(), partition), self.data, encoded_key, encoded_value
+        )
 
     def _new_store_by_url(self, url: Any) -> Any:
         store = super()._new_store_by_url(url)
