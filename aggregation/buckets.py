@@ -31,8 +31,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from aggregation.frozen import BucketMap
 from aggregation.topk import DEFAULT_CAPACITY, TopK, reply_key
@@ -357,11 +359,36 @@ def keeps_reply(classification: Classification, code: int | None, text: str) -> 
     return classification.category is not Category.DELIVERED and bool(text or code)
 
 
+def _pydantic_utc() -> tzinfo:
+    """The time zone pydantic gives every time it reads with ``Z`` or ``+00:00`` (one object)."""
+    moment = TypeAdapter(datetime).validate_json('"1970-01-01T00:00:00Z"')
+    assert moment.tzinfo is not None
+    return moment.tzinfo
+
+
+_PYDANTIC_UTC = _pydantic_utc()
+_PYDANTIC_EPOCH = datetime(1970, 1, 1, tzinfo=_PYDANTIC_UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def event_seconds(moment: datetime) -> float:
+    """``moment.timestamp()`` (an aware datetime), at half the cost for the UTC times events
+    carry: ``timestamp()`` subtracts the epoch, and a subtraction of two datetimes with one
+    tzinfo object skips the two offset calls (pydantic's time zone answers them in Rust, more
+    than half of the cost). Same result: both are the same subtraction."""
+    tz = moment.tzinfo
+    if tz is _PYDANTIC_UTC:
+        return (moment - _PYDANTIC_EPOCH).total_seconds()
+    if tz is UTC:
+        return (moment - _EPOCH).total_seconds()
+    return moment.timestamp()
+
+
 def epoch_seconds(value: datetime | float) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("event time must be timezone-aware")
-        return value.timestamp()
+        return event_seconds(value)
     return float(value)
 
 

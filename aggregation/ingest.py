@@ -22,6 +22,7 @@ from aggregation.buckets import (
     AggregationConfig,
     Partial,
     PartialBuilder,
+    event_seconds,
     keeps_reply,
 )
 from aggregation.topk import reply_key
@@ -88,6 +89,8 @@ class Engine:
         #: ISP key by recipient domain as written (events without an MX host): resolving
         #: normalizes the domain first, a dict lookup of the raw one is what recurs.
         self.isp_keys: dict[str, str] = {}
+        #: ISP key by (recipient domain as written, MX host) of events that name their MX.
+        self.mx_isp_keys: dict[tuple[str, str], str] = {}
         self.delivered = self.classifier.classify(250, None, "", None)
         self.label_dims = tuple(
             d for d in GROUP_DIMENSIONS if any(d in spec.dims for spec in self._specs)
@@ -125,16 +128,20 @@ class Engine:
     def isp_key(self, event: DeliveryEvent | FeedbackEvent) -> str:
         """The key of the ISP that received ``event``.
 
-        Without an MX host in the event, the answer is remembered by the domain as written,
-        unless it may still change: a domain the ISP table does not know, while MX lookups
-        are on (its first events count as unknown until the lookup lands in the cache).
+        The answer is remembered by the domain as written (and the event's MX host, if it
+        names one), unless it may still change: an event without an MX host to a domain the
+        ISP table does not know, while MX lookups are on (its first events count as unknown
+        until the lookup lands in the cache).
         """
         domain, mx = event.recipient_domain, event.mx_host
         if mx is None and self.mx_cache is not None and not self.resolver.knows(domain):
             return self.resolver.resolve(domain, self.mx_cache.get(domain)).key
         key = self.resolver.resolve(domain, mx).key
+        written = event.recipient.rpartition("@")[2]
         if mx is None:
-            remember(self.isp_keys, event.recipient.rpartition("@")[2], key, ISP_KEY_CACHE_SIZE)
+            remember(self.isp_keys, written, key, ISP_KEY_CACHE_SIZE)
+        else:
+            remember(self.mx_isp_keys, (written, mx), key, ISP_KEY_CACHE_SIZE)
         return key
 
     def labels_getter(self) -> Callable[[DeliveryEvent | FeedbackEvent], Labels]:
@@ -272,7 +279,7 @@ class EventGroups:
         progress = tally.progress
         hygiene = self.hygiene
         for event in events:
-            t = event.event_time.timestamp()
+            t = event_seconds(event.event_time)
             isp = isp_key(event)
             self.feedback.append((t, isp, labels_of(event), event))
             if hygiene is not None and event.is_complaint and "@" in event.recipient:
@@ -295,6 +302,7 @@ class EventGroups:
         engine = self._engine
         classify = engine.classifier.classify
         isp_keys = engine.isp_keys
+        mx_isp_keys = engine.mx_isp_keys
         isp_key = engine.isp_key
         labels_of = self._labels
         size = self.bucket_seconds
@@ -305,7 +313,7 @@ class EventGroups:
         delivered = engine.delivered
         hygiene = self.hygiene
         if times is None:
-            times = [event.event_time.timestamp() for event in events]
+            times = [event_seconds(event.event_time) for event in events]
         if not times:
             return
         progress = tally.progress
@@ -317,7 +325,7 @@ class EventGroups:
         for event, t in zip(events, times, strict=True):
             mx = event.mx_host
             domain = event.recipient.rpartition("@")[2]
-            isp = isp_keys.get(domain) if mx is None else None
+            isp = isp_keys.get(domain) if mx is None else mx_isp_keys.get((domain, mx))
             if isp is None:
                 isp = isp_key(event)
             reply = event.reply

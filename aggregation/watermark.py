@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aggregation.buckets import event_seconds
 from delivery.adapters import Decoded, EventError
 
 #: Events further ahead of the clock than this are refused (a host with a wrong clock, a
@@ -140,7 +141,7 @@ class InputProgress:
         ahead_limit = now + bounds.max_ahead_seconds
         behind = bounds.max_behind_seconds
         if not any(decoded.feedback for decoded in messages):
-            times = [event.event_time.timestamp() for m in messages for event in m.events]
+            times = [event_seconds(event.event_time) for m in messages for event in m.events]
             if not times:
                 return messages, times
             latest = state.latest
@@ -170,7 +171,7 @@ class InputProgress:
         floor = -math.inf if latest is None else latest - behind
         errors: list[EventError] = []
         for index, event in enumerate(decoded.events):
-            t = event.event_time.timestamp()
+            t = event_seconds(event.event_time)
             if floor <= t <= ahead_limit:
                 times.append(t)
                 if latest is None or t > latest:
@@ -196,7 +197,7 @@ class InputProgress:
         kept = []
         errors: list[EventError] = []
         for index, event in enumerate(decoded.feedback):
-            t = event.event_time.timestamp()
+            t = event_seconds(event.event_time)
             latest = state.latest
             floor = -math.inf if latest is None else latest - bounds.max_behind_seconds
             if floor <= t <= now + bounds.max_ahead_seconds:

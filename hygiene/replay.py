@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from aggregation.buckets import event_seconds
 from aggregation.ingest import Engine
 from delivery.adapters import Decoded
 from hygiene.bundles import sequence
@@ -41,7 +42,7 @@ class Twin:
             c = classify(reply.code, reply.enhanced, reply.text, event.status)
             domain = event.recipient.rpartition("@")[2]
             labels = (event.source_ip, event.sending_domain, event.tenant)
-            t = event.event_time.timestamp()
+            t = event_seconds(event.event_time)
             observer.attempt(
                 event.recipient, domain, t, engine.isp_key(event), c, reply.text, labels
             )
@@ -51,7 +52,7 @@ class Twin:
                 observer.complaint(
                     feedback.recipient,
                     feedback.recipient_domain,
-                    feedback.event_time.timestamp(),
+                    event_seconds(feedback.event_time),
                     engine.isp_key(feedback),
                     labels,
                 )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
+from aggregation.buckets import event_seconds
 from aggregation.watermark import InputProgress, Progress, TimeBounds
 from delivery.adapters import Decoded
 from schemas.event import DeliveryEvent
@@ -126,3 +129,31 @@ def test_an_input_goes_idle_only_read_to_its_end_and_quiet() -> None:
     assert not inputs.idle("in:0", NOW + 25)
     record = inputs.record(NOW + 25, partitions=4)
     assert record == {"of": 4, "sources": {"in:0": [NOW, False]}}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(None)
+    ),
+    offset_minutes=st.integers(min_value=-23 * 60, max_value=23 * 60),
+    written=st.sampled_from(["Z", "+00:00", "offset", "stdlib-utc", "zoneinfo"]),
+)
+def test_event_seconds_is_timestamp_for_every_time_zone_events_carry(
+    moment: datetime, offset_minutes: int, written: str
+) -> None:
+    if written == "stdlib-utc":
+        aware = moment.replace(tzinfo=UTC)
+    elif written == "zoneinfo":
+        aware = moment.replace(tzinfo=ZoneInfo("Europe/Paris"))
+    else:
+        suffix = {"Z": "Z", "+00:00": "+00:00"}.get(written)
+        if suffix is None:
+            sign = "+" if offset_minutes >= 0 else "-"
+            suffix = f"{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+        aware = TypeAdapter(datetime).validate_json(f'"{moment.isoformat()}{suffix}"')
+        expected = moment.replace(tzinfo=timezone(timedelta(minutes=0)))
+        if suffix not in ("Z", "+00:00"):
+            expected = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+        assert aware == expected
+    assert event_seconds(aware) == aware.timestamp()
