@@ -59,6 +59,8 @@ class Aggregator:
         #: come by that way, after the partials of the events that decided them.
         self.hygiene_progress = Progress()
         self.keys_by_partition: dict[int, set[str]] = defaultdict(set)
+        #: The watermark each partition's keys were last all evaluated through (``advance``).
+        self._advanced: dict[int, int] = {}
         self._live: dict[str, KeyBuckets] = {}
         self._live_states: dict[str, KeyState] = {}
         #: Bucket starts stored per key not loaded yet (the table's index, by ``reindex``); a
@@ -76,6 +78,7 @@ class Aggregator:
     def reindex(self) -> None:
         """Forget the live objects and index the keys ``buckets`` holds now (a rebalance)."""
         self.keys_by_partition.clear()
+        self._advanced.clear()
         self._live.clear()
         self._live_states.clear()
         self._stored.clear()
@@ -225,6 +228,16 @@ class Aggregator:
             # No offsets: the key's already cover the partial; only these counts are missing.
             kb.merge(Partial(partial.key, missing, partial.max_event_time))
         return sorted(missing)
+
+    def advance(self, partition: int) -> list[AlertTransition]:
+        """``tick``, if the partition's watermark moved since the last ``advance``: called
+        when a progress record arrives, so that a bucket is judged as soon as the watermark
+        passes it (not at the next tick) and a backlog's last buckets are judged with it."""
+        wm = self.watermark(partition)
+        if wm is None or wm <= self._advanced.get(partition, -1 << 62):
+            return []
+        self._advanced[partition] = wm
+        return self.tick(partition)
 
     def tick(self, partition: int) -> list[AlertTransition]:
         transitions: list[AlertTransition] = []

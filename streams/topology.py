@@ -9,7 +9,9 @@ Data flow (DESIGN.md):
 - ``aggregate`` merges partials into the ``buckets`` table (idempotently: a partial carries
   its input offset ranges). A timer sends a tick to each partials partition this worker
   owns; on a tick, ``aggregate`` evaluates the rules for the keys of that partition at every
-  closed bucket boundary and publishes alert transitions, keyed by fingerprint.
+  closed bucket boundary and publishes alert transitions, keyed by fingerprint; a progress
+  record that moves a partition's watermark has its keys evaluated at once
+  (``Aggregator.advance``).
 - ``route`` re-keys transitions by rule (grouping across ISPs needs one rule in one place);
   ``notify`` runs the delivery pipeline and keeps its notification log in a table.
 
@@ -207,7 +209,6 @@ def _install_aggregate(t: Topology) -> None:
             else:
                 # "partial": one partial per message, as versions before bundling sent them.
                 items = value.get("partials") or ([value["partial"]] if "partial" in value else [])
-                metrics.partials_merged.inc(len(items))
                 for item in items:
                     partial = Partial.from_dict(item)
                     transitions, late = aggregator.merge(partition, partial)
@@ -220,6 +221,10 @@ def _install_aggregate(t: Topology) -> None:
                     aggregator.progress.update(partition, value["progress"])
                 if "hygiene_progress" in value:
                     aggregator.hygiene_progress.update(partition, value["hygiene_progress"])
+                if "progress" in value or "hygiene_progress" in value:
+                    await publish(aggregator.advance(partition))
+                # Counted once merged and judged: what a reader of the metric waits for.
+                metrics.partials_merged.inc(len(items))
             metrics.evaluations.inc(aggregator.evaluations - evaluations)
             metrics.partials_duplicate.inc(aggregator.duplicates - duplicates)
             if aggregator.reopened > reopened:

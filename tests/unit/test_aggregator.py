@@ -107,6 +107,7 @@ class Worker:
                     self.late += late
             if chunk.progress:
                 self.aggregator.progress.update(p, chunk.progress)
+                self.out.extend(self.aggregator.advance(p))
 
     def tick(self) -> None:
         for p in range(PARTITIONS):
@@ -171,6 +172,30 @@ def test_worker_logic_matches_the_scenario(
         expected["why"]
     )
     assert worker.late == 0
+
+
+def test_a_progress_record_that_moves_the_watermark_has_its_keys_judged_without_a_tick() -> None:
+    name = "gmail_throttling_burst"
+    with_ticks = Worker()
+    with_ticks.run(messages(name, 100), 20)
+    worker = Worker()
+    worker.tick = lambda: None  # type: ignore[method-assign]  # progress records alone
+    worker.run(messages(name, 100), 20)
+    aggregator = worker.aggregator
+    judged = 0
+    for p in range(PARTITIONS):
+        wm = aggregator.watermark(p)
+        assert wm is not None
+        for key in aggregator.keys_by_partition[p]:
+            next_eval = aggregator.state(key).next_eval
+            assert next_eval is not None and next_eval > wm, key  # judged through it
+            judged += 1
+    assert judged
+    assert transition_keys(published(worker.out)) == transition_keys(published(with_ticks.out))
+    # Nothing left to judge at the same watermark: another advance evaluates nothing.
+    evaluations = aggregator.evaluations
+    assert all(aggregator.advance(p) == [] for p in range(PARTITIONS))
+    assert aggregator.evaluations == evaluations
 
 
 def test_a_recovered_worker_continues_as_if_it_had_never_stopped() -> None:
