@@ -17,6 +17,9 @@ from aggregation.watermark import Progress
 from alerts.catchup import KeyState, evaluate_through
 from schemas.alert import AlertTransition
 
+#: Below every watermark: a partition never judged.
+_NEVER = -(1 << 62)
+
 
 def entry(key: str, start: int) -> str:
     """The table key of one bucket of ``key`` (``start`` its start)."""
@@ -59,8 +62,8 @@ class Aggregator:
         #: come by that way, after the partials of the events that decided them.
         self.hygiene_progress = Progress()
         self.keys_by_partition: dict[int, set[str]] = defaultdict(set)
-        #: The watermark each partition's keys were last all evaluated through (``advance``).
-        self._advanced: dict[int, int] = {}
+        #: The watermark each partition's keys were last all evaluated through (``tick``).
+        self._judged: dict[int, int] = {}
         self._live: dict[str, KeyBuckets] = {}
         self._live_states: dict[str, KeyState] = {}
         #: Bucket starts stored per key not loaded yet (the table's index, by ``reindex``); a
@@ -78,7 +81,7 @@ class Aggregator:
     def reindex(self) -> None:
         """Forget the live objects and index the keys ``buckets`` holds now (a rebalance)."""
         self.keys_by_partition.clear()
-        self._advanced.clear()
+        self._judged.clear()
         self._live.clear()
         self._live_states.clear()
         self._stored.clear()
@@ -230,16 +233,17 @@ class Aggregator:
         return sorted(missing)
 
     def advance(self, partition: int) -> list[AlertTransition]:
-        """``tick``, if the partition's watermark moved since the last ``advance``: called
-        when a progress record arrives, so that a bucket is judged as soon as the watermark
-        passes it (not at the next tick) and a backlog's last buckets are judged with it."""
+        """``tick``, if the partition's watermark moved since its keys were last all judged:
+        called when a progress record arrives, so that a bucket is judged as soon as the
+        watermark passes it (not at the next tick) and a backlog's last buckets with it."""
         wm = self.watermark(partition)
-        if wm is None or wm <= self._advanced.get(partition, -1 << 62):
+        if wm is None or wm <= self._judged.get(partition, _NEVER):
             return []
-        self._advanced[partition] = wm
         return self.tick(partition)
 
     def tick(self, partition: int) -> list[AlertTransition]:
+        """Evaluate every key of ``partition`` through its watermark."""
+        wm = self.watermark(partition)
         transitions: list[AlertTransition] = []
         for key in sorted(self.keys_by_partition.get(partition, ())):
             kb = self.load(key)
@@ -247,7 +251,23 @@ class Aggregator:
             if found is not None:
                 transitions.extend(found)
                 self.store(kb, partition)
+        if wm is not None:
+            self._judged[partition] = wm
         return transitions
+
+    def unjudged(self) -> list[int]:
+        """The partitions with a progress record whose keys are not all judged through the
+        ingest's progress yet (with list hygiene, also waiting for the suppressions counted
+        before it): empty once a backlog read to its end has been judged in full."""
+        config = self.engine.config
+        behind = []
+        for partition in self.progress.partitions():
+            event_time = self.progress.event_time(partition)
+            if event_time is None:
+                continue
+            if self._judged.get(partition, _NEVER) < config.watermark_for(event_time):
+                behind.append(partition)
+        return behind
 
     def aggregation_keys(self) -> list[str]:
         """Every aggregation key this worker holds."""

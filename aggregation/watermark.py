@@ -279,6 +279,10 @@ class Progress:
         seen = [latest for latest, _ in sources.values() if latest is not None]
         return float(max(seen)) if seen else None
 
+    def partitions(self) -> list[int]:
+        """The partitions a record arrived on."""
+        return list(self._sources)
+
     def sources(self, partition: int) -> dict[str, tuple[float | None, bool]]:
         """What the partition knows of each input partition: (latest event time, idle)."""
         return {s: (v[0], v[1]) for s, v in self._sources.get(partition, {}).items()}

@@ -17,9 +17,9 @@ time so that they never share the two cores, each contender reads each topic fro
 beginning with a fresh consumer group:
 
 - ``worker``: ``bouncewatch worker`` itself (its ingest consumer: decode, classify, resolve,
-  partials in Kafka transactions; the aggregate table, rule evaluation on its ticks); done
-  when ``bouncewatch_messages_total`` reaches the message count and its consumer lag on the
-  partials topic is zero, i.e. every partial is merged;
+  partials in Kafka transactions; the aggregate table, rule evaluation); done when
+  ``bouncewatch_messages_total`` reaches the message count, every partial is merged, and
+  every key is judged through the input's end (``bouncewatch_unjudged_partitions`` is 0);
 - ``worker-x2``: two such workers in one consumer group;
 - ``faust-bare`` (a): a Faust agent in the worker's own app that only decodes
   (``bench/bare_faust.py``); done when its ``/count`` page shows every message;
@@ -406,7 +406,10 @@ def run_worker(
         # List hygiene: every observation sent is applied (or skipped by the filter) too.
         observed = metric_sum(samples, "bouncewatch_recipient_observations_sent_total")
         applied = metric_sum(samples, "bouncewatch_recipient_observations_total")
-        return 1.0 if merged >= sent and applied >= observed else 0.99
+        # And every key judged through the input's end: the rules' evaluation is the
+        # worker's work too (with hygiene, it waits for the suppressions counted).
+        unjudged = metric_sum(samples, "bouncewatch_unjudged_partitions")
+        return 1.0 if merged >= sent and applied >= observed and not unjudged else 0.99
 
     prober = Prober(child.web_port)
     prober.start()
@@ -466,7 +469,8 @@ def run_workers(
             read = metric_sum(samples, "bouncewatch_messages_total")
             sent = metric_sum(samples, "bouncewatch_partials_sent_total")
             merged = metric_sum(samples, "bouncewatch_partials_merged_total")
-            if read >= inp.messages and merged >= sent:
+            unjudged = metric_sum(samples, "bouncewatch_unjudged_partitions")
+            if read >= inp.messages and merged >= sent and not unjudged:
                 break
             if time.monotonic() > t0 + args.timeout:
                 raise TimeoutError(f"{count} workers not done: read {read}")

@@ -143,6 +143,12 @@ class WorkerMetrics:
         self.ready = Gauge(
             "bouncewatch_ready", "1 when the worker is ready (joined, recovered)", registry=r
         )
+        self.unjudged = Gauge(
+            "bouncewatch_unjudged_partitions",
+            "Owned partials partitions whose keys are not yet judged through the input's "
+            "progress (0 once a backlog read to its end is judged in full)",
+            registry=r,
+        )
         self.suppressions = Counter(
             "bouncewatch_suppressions",
             "Addresses added to the suppression list (records published), by reason and ISP",

@@ -271,8 +271,11 @@ def _install_views(t: Topology) -> None:
 def _refresh_gauges(t: Topology) -> None:
     m = t.metrics
     m.ready.set(1 if readiness(t.app, t.ingest, silences=t.silences)[0] else 0)
+    aggregator = ensure_indexed(t)
+    mine = {tp.partition for tp in owned(t.app, t.settings.topic_partials)}
+    m.unjudged.set(sum(1 for p in aggregator.unjudged() if p in mine))
     m.alerts_firing.clear()
-    for (rule, severity), n in ensure_indexed(t).firing_counts().items():
+    for (rule, severity), n in aggregator.firing_counts().items():
         m.alerts_firing.labels(rule, severity).set(n)
     if t.notifiers is not None:
         m.set_outbox(t.notifiers.outbox_sizes())

@@ -198,6 +198,28 @@ def test_a_progress_record_that_moves_the_watermark_has_its_keys_judged_without_
     assert aggregator.evaluations == evaluations
 
 
+def test_unjudged_names_the_partitions_whose_keys_wait_for_judgement() -> None:
+    worker = Worker()
+    aggregator = worker.aggregator
+    reader = worker.batch()
+    for offset, payload in enumerate(messages("gmail_throttling_burst", 100)):
+        reader.read(payload, "events:0", offset)
+    chunk = reader.flush()
+    for key, partial in chunk.partials.items():
+        aggregator.merge(partition_of(key), partial)
+    for p in range(PARTITIONS):
+        aggregator.progress.update(p, chunk.progress)
+    waiting = sorted(aggregator.unjudged())
+    assert waiting == [p for p in range(PARTITIONS) if aggregator.watermark(p) is not None]
+    assert waiting
+    for p in waiting[:1]:
+        aggregator.advance(p)
+    assert sorted(aggregator.unjudged()) == waiting[1:]
+    for p in waiting[1:]:
+        aggregator.tick(p)
+    assert aggregator.unjudged() == []
+
+
 def test_a_recovered_worker_continues_as_if_it_had_never_stopped() -> None:
     """Tables alone (what the changelog restores) carry the state: a fresh aggregator
     over them, fed the rest, finds exactly the transitions of one that never stopped."""
