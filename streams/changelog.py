@@ -121,6 +121,9 @@ class ChangelogRecords:
     async def _hand(
         self, producer: Any, batch: Any, tp: TP, group: _Group, count: int
     ) -> asyncio.Future[Any]:
+        # Closed, the batch goes out at the sender's next turn: the producer's linger would
+        # hold it, and the next batch of its partition waits for it to leave.
+        batch.close()
         future: asyncio.Future[Any] = await producer.send_batch(
             batch, tp.topic, partition=tp.partition
         )
