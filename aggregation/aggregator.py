@@ -3,6 +3,13 @@
 ``Aggregator`` works over two mappings (Faust tables in the worker, dicts in tests): the
 bucket entries of every key and the alert state of every key. The Faust agent in
 ``streams.topology`` only feeds it partials, progress records and ticks.
+
+A state written before the transitions it made are published could outlive them: a worker
+killed in between recovers a state that has fired, and nothing publishes the firing again
+(its input is read again, but evaluates to no change). With ``hold_states`` the aggregator
+keeps evaluated states to itself until ``write_held``, which the agent calls once the
+transitions are acknowledged: a crash in between evaluates them again and publishes them
+twice at worst, which the notifier's log absorbs.
 """
 
 from __future__ import annotations
@@ -52,10 +59,14 @@ class Aggregator:
         engine: Engine,
         buckets: MutableMapping[str, dict[str, Any] | None],
         states: MutableMapping[str, dict[str, Any] | None],
+        hold_states: bool = False,
     ) -> None:
         self.engine = engine
         self.buckets = buckets
         self.states = states
+        #: Keep evaluated states from ``states`` until ``write_held`` (module notes).
+        self.hold_states = hold_states
+        self._held: dict[str, KeyState] = {}
         self.progress = Progress()
         #: The ingest's progress records as the recipients stage passes them on, once it has
         #: counted the suppressions decided before them (list hygiene on): new suppressions
@@ -79,7 +90,9 @@ class Aggregator:
         self.evaluations = 0
 
     def reindex(self) -> None:
-        """Forget the live objects and index the keys ``buckets`` holds now (a rebalance)."""
+        """Forget the live objects and index the keys ``buckets`` holds now (a rebalance), and
+        the held states: evaluated again from the stored ones, they publish again."""
+        self._held.clear()
         self.keys_by_partition.clear()
         self._judged.clear()
         self._live.clear()
@@ -168,9 +181,20 @@ class Aggregator:
         if state.next_eval == before:
             return None
         self.evaluations += 1
-        self.states[kb.key] = state.to_dict()
+        if self.hold_states:
+            self._held[kb.key] = state
+        else:
+            self.states[kb.key] = state.to_dict()
         self._note_firing(kb.key, state)
         return transitions
+
+    def write_held(self) -> None:
+        """Write the states evaluated since the last call (``hold_states``): once the
+        transitions they made are published, so that a crash in between publishes them again
+        rather than never (a recovered state that has fired says nothing more)."""
+        held, self._held = self._held, {}
+        for key, state in held.items():
+            self.states[key] = state.to_dict()
 
     def _note_firing(self, key: str, state: KeyState) -> None:
         active = [(r.rule, str(r.severity or "")) for r in state.active()]

@@ -182,14 +182,22 @@ def _install_ingest(t: Topology) -> None:
 
 def _install_aggregate(t: Topology) -> None:
     app, metrics = t.app, t.metrics
-    aggregator = t.aggregator = Aggregator(t.engine, t.buckets, t.alert_states)
+    aggregator = t.aggregator = Aggregator(t.engine, t.buckets, t.alert_states, hold_states=True)
 
     async def publish(transitions: list[AlertTransition]) -> None:
-        sent = [
-            await t.alerts_topic.send(key=tr.fingerprint, value=tr.model_dump(mode="json"))
-            for tr in transitions
-        ]
-        await asyncio.gather(*sent)
+        """Publish ``transitions`` and wait for their acknowledgement; then write the states
+        that made them (``Aggregator.write_held``)."""
+        try:
+            sent = [
+                await t.alerts_topic.send(key=tr.fingerprint, value=tr.model_dump(mode="json"))
+                for tr in transitions
+            ]
+            await asyncio.gather(*sent)
+        except BaseException:
+            # Not published: the states that made them are evaluated again from the table.
+            aggregator.reindex()
+            raise
+        aggregator.write_held()
         for tr in transitions:
             metrics.transitions.labels(tr.rule, tr.kind.value).inc()
 
@@ -212,8 +220,7 @@ def _install_aggregate(t: Topology) -> None:
                 for item in items:
                     partial = Partial.from_dict(item)
                     transitions, late = aggregator.merge(partition, partial)
-                    if transitions:
-                        await publish(transitions)
+                    await publish(transitions)
                     if late:
                         metrics.late_events.labels(parse_key(partial.key)[0]).inc(late)
                     await turns.take()
