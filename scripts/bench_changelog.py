@@ -38,6 +38,7 @@ for entry in (str(ROOT), str(SCRIPTS)):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
+from bench import traffic  # noqa: E402
 from bench.machine import describe  # noqa: E402
 from bench_stream import broker  # noqa: E402
 
@@ -62,18 +63,18 @@ VALUE: dict[str, Any] = {
 }
 
 
-def child(path: str, bootstrap: str, writes: int, datadir: str) -> None:
+def child(path: str, bootstrap: str, writes: int, datadir: str, app_id: str) -> None:
     """Run one measurement in this process (the parent reads its last line)."""
     import faust
 
     from schemas.settings import Settings
     from streams.app import _Table, create_app
 
-    app_id = f"bench-changelog-{uuid.uuid4().hex[:8]}"
     settings = Settings(
         kafka_bootstrap_servers=bootstrap, app_id=app_id, data_dir=datadir, web_port=free_port()
     )
     app = create_app(settings)
+    # Created by the parent: a topic missing when the group forms is never assigned.
     topic = app.topic(f"{app_id}-in", key_type=str, value_serializer="json", partitions=1)
     if path == "faust":
 
@@ -119,9 +120,11 @@ def free_port() -> int:
 
 
 def measure(path: str, bootstrap: str, writes: int) -> tuple[float, float]:
+    app_id = f"bench-changelog-{uuid.uuid4().hex[:8]}"
+    asyncio.run(traffic.create_topic(bootstrap, f"{app_id}-in", 1))
     with tempfile.TemporaryDirectory() as datadir:
         argv = [sys.executable, __file__, "--child", path, "--bootstrap", bootstrap]
-        argv += ["--writes", str(writes), "--datadir", datadir]
+        argv += ["--writes", str(writes), "--datadir", datadir, "--app-id", app_id]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=180, cwd=ROOT)
     for line in reversed(done.stdout.splitlines() + done.stderr.splitlines()):
         if "RESULT" in line:
@@ -137,9 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="an existing broker (default: start one)")
     parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--datadir", help=argparse.SUPPRESS)
+    parser.add_argument("--app-id", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child, args.bootstrap, args.writes, args.datadir)
+        child(args.child, args.bootstrap, args.writes, args.datadir, args.app_id)
         return 0
     print(describe(), flush=True)
     results: dict[str, list[tuple[float, float]]] = {path: [] for path in PATHS}
