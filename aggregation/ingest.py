@@ -98,6 +98,26 @@ class Engine:
         self._label_values: dict[Labels, tuple[str | None, str | None, str | None]] = {}
 
     @classmethod
+    def packaged(
+        cls,
+        rules: RuleSet | None = None,
+        *,
+        hygiene: HygieneRules | None = None,
+        recipient_partitions: int = 1,
+        mx_cache: MxCache | None = None,
+    ) -> Engine:
+        """An engine of the packaged reply table and ISP table, with ``rules`` (default: the
+        packaged rules): what tests and the in-process benchmarks run, no settings read."""
+        return cls(
+            rules=rules if rules is not None else load_default_rules(),
+            classifier=default_classifier(),
+            resolver=load_resolver(None),
+            mx_cache=mx_cache,
+            hygiene=hygiene,
+            recipient_partitions=recipient_partitions,
+        )
+
+    @classmethod
     def from_settings(
         cls, settings: Settings, rules: RuleSet | None = None, *, mx_lookup: bool = True
     ) -> Engine:

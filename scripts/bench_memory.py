@@ -33,8 +33,6 @@ from aggregation.aggregator import Aggregator  # noqa: E402
 from aggregation.buckets import PartialBuilder  # noqa: E402
 from aggregation.ingest import Engine  # noqa: E402
 from alerts.rules import parse_rules  # noqa: E402
-from delivery.classify import default_classifier  # noqa: E402
-from delivery.isp import load_resolver  # noqa: E402
 
 RULES = """\
 settings: {{bucket: 1m, allowed_lateness: 5m, evaluation_delay: 1m}}
@@ -71,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     rules = parse_rules(RULES.format(window=args.window))
-    engine = Engine(rules=rules, classifier=default_classifier(), resolver=load_resolver(None))
+    engine = Engine.packaged(rules)
     classify = engine.classifier.classify
     ok = classify(250, "2.0.0", "OK", None)
     throttled = classify(421, "4.7.28", "Our system has detected an unusual rate", None)

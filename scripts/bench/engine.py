@@ -5,9 +5,6 @@ hygiene's default rule when asked."""
 from __future__ import annotations
 
 from aggregation.ingest import Engine
-from alerts.rules import load_default_rules
-from delivery.classify import default_classifier
-from delivery.isp import load_resolver
 from hygiene.core import HygieneRules
 
 #: Partitions of the recipients (and partials) topic: ``bench_stream.py``'s default.
@@ -15,10 +12,6 @@ PARTITIONS = 8
 
 
 def engine(hygiene: bool = False) -> Engine:
-    return Engine(
-        rules=load_default_rules(),
-        classifier=default_classifier(),
-        resolver=load_resolver(None),
-        hygiene=HygieneRules() if hygiene else None,
-        recipient_partitions=PARTITIONS,
+    return Engine.packaged(
+        hygiene=HygieneRules() if hygiene else None, recipient_partitions=PARTITIONS
     )

@@ -25,8 +25,6 @@ from aggregation.watermark import InputProgress
 from alerts.catchup import KeyState
 from alerts.replay import replay
 from alerts.rules import load_default_rules
-from delivery.classify import default_classifier
-from delivery.isp import load_resolver
 from schemas.alert import AlertTransition
 from tests.support.transitions import transition_keys
 
@@ -35,9 +33,7 @@ PARTITIONS = 4
 
 
 def engine() -> Engine:
-    return Engine(
-        rules=load_default_rules(), classifier=default_classifier(), resolver=load_resolver(None)
-    )
+    return Engine.packaged()
 
 
 def messages(name: str, per_message: int) -> list[bytes]:

@@ -17,7 +17,6 @@ from alerts.evaluate import Evaluator
 from alerts.rules import load_default_rules, parse_rules
 from alerts.state import AlertStateRecord
 from delivery.classify import default_classifier
-from delivery.isp import load_resolver
 from schemas.alert import Severity
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "formats"
@@ -64,11 +63,7 @@ def test_complaint_rate_is_over_delivered_attempts() -> None:
 
 
 def engine(rules: str | None = None) -> Engine:
-    return Engine(
-        rules=parse_rules(rules) if rules else load_default_rules(),
-        classifier=default_classifier(),
-        resolver=load_resolver(None),
-    )
+    return Engine.packaged(parse_rules(rules) if rules else None)
 
 
 def delivered(recipient: str, domain: str, at: str = "2026-11-24T08:00:00Z") -> dict[str, Any]:

@@ -7,9 +7,6 @@ import time
 from collections import Counter
 
 from aggregation.ingest import Engine, IngestBatch
-from alerts.rules import load_default_rules
-from delivery.classify import default_classifier
-from delivery.isp import load_resolver
 from delivery.mx_lookup import MxCache
 
 OUTLOOK_MX = "example-corp-com.mail.protection.outlook.com"
@@ -42,12 +39,7 @@ def test_an_unknown_domain_counts_under_its_mx_once_the_lookup_lands() -> None:
         return [(10, OUTLOOK_MX)] if domain == "example-corp.com" else []
 
     with MxCache(lookup=lookup) as cache:
-        engine = Engine(
-            rules=load_default_rules(),
-            classifier=default_classifier(),
-            resolver=load_resolver(None),
-            mx_cache=cache,
-        )
+        engine = Engine.packaged(mx_cache=cache)
         # The lookup runs in the background: the first event does not wait for it.
         first = counted_by_isp(engine, message("a@example-corp.com", "b@gmail.com"))
         assert first == Counter({"other": 1, "gmail": 1})
@@ -63,8 +55,6 @@ def test_an_unknown_domain_counts_under_its_mx_once_the_lookup_lands() -> None:
 
 
 def test_without_mx_lookup_an_unknown_domain_stays_unknown() -> None:
-    engine = Engine(
-        rules=load_default_rules(), classifier=default_classifier(), resolver=load_resolver(None)
-    )
+    engine = Engine.packaged()
     assert counted_by_isp(engine, message("a@example-corp.com")) == Counter({"other": 1})
     assert counted_by_isp(engine, message("a@example-corp.com")) == Counter({"other": 1})

@@ -21,10 +21,8 @@ from hypothesis import strategies as st
 
 from aggregation.buckets import Partial, PartialBuilder
 from aggregation.ingest import BatchTally, Engine, EventGroups, IngestBatch, read_messages
-from alerts.rules import load_default_rules, parse_rules
+from alerts.rules import parse_rules
 from delivery.adapters import decode_message
-from delivery.classify import default_classifier
-from delivery.isp import load_resolver
 from schemas.vocabulary import BounceType
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
@@ -32,9 +30,7 @@ NAMES = sorted(p.name.removesuffix(".jsonl.gz") for p in SCENARIOS.glob("*.jsonl
 
 
 def engine() -> Engine:
-    return Engine(
-        rules=load_default_rules(), classifier=default_classifier(), resolver=load_resolver(None)
-    )
+    return Engine.packaged()
 
 
 def events_of(name: str, ordered: bool) -> list[dict[str, Any]]:
@@ -307,11 +303,7 @@ def test_grouped_partials_equal_per_event_partials_for_any_events(
 ) -> None:
     # Statuses, MX hosts, domain spellings and labels the rules may or may not group by:
     # the delivered shortcut and the labels kept must not change a single count.
-    eng = Engine(
-        rules=parse_rules(rules_grouping_by(group_bys)),
-        classifier=default_classifier(),
-        resolver=load_resolver(None),
-    )
+    eng = Engine.packaged(parse_rules(rules_grouping_by(group_bys)))
     messages = payloads(events, per_message)
     want, want_tally = per_event(eng, eng.builder(), messages)
     got, got_tally, _ = grouped(eng, eng.builder(), messages)

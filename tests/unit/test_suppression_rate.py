@@ -19,8 +19,6 @@ from aggregation.watermark import InputProgress, Progress, relayed
 from alerts.replay import Replay
 from alerts.rules import load_default_rules
 from bouncewatch.commands.replay import read_observations
-from delivery.classify import default_classifier
-from delivery.isp import load_resolver
 from hygiene.bundles import apply_bundle, decision_partials
 from hygiene.core import REASONS, HygieneRules
 from hygiene.observe import Bundle
@@ -164,12 +162,8 @@ def test_progress_passed_on_by_relays_waits_for_the_slowest() -> None:
 
 
 def hygiene_engine(hygiene: bool = True) -> Engine:
-    return Engine(
-        rules=load_default_rules(),
-        classifier=default_classifier(),
-        resolver=load_resolver(None),
-        hygiene=HygieneRules() if hygiene else None,
-        recipient_partitions=PARTITIONS,
+    return Engine.packaged(
+        hygiene=HygieneRules() if hygiene else None, recipient_partitions=PARTITIONS
     )
 
 
