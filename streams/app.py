@@ -173,8 +173,7 @@ class _ExactProducerBuffer(ProducerBuffer):
         """Queue a table write to changelog partition ``tp``; the future is done once it is
         acknowledged (``streams.changelog``)."""
         self.put_count += 1
-        self.records.put(tp, store, key, value)
-        return self.records.acknowledged(tp)
+        return self.records.put(tp, store, key, value)
 
     @Service.task
     async def _send_records(self) -> None:

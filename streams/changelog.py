@@ -39,9 +39,9 @@ class _Group:
     """Writes to one changelog partition, in order, not yet handed to the producer."""
 
     store: Any
+    #: Done once every write of the group is acknowledged.
+    future: asyncio.Future[None]
     records: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
-    #: Done once every write of the group is acknowledged (made when someone asks for it).
-    future: asyncio.Future[None] | None = None
 
 
 class ChangelogRecords:
@@ -56,20 +56,18 @@ class ChangelogRecords:
         #: The first delivery failure: every flush raises it from then on.
         self.failure: BaseException | None = None
 
-    def put(self, tp: TP, store: Any, key: bytes | None, value: bytes | None) -> None:
-        """Queue one write to changelog partition ``tp`` (``store``: the table's store)."""
+    def put(
+        self, tp: TP, store: Any, key: bytes | None, value: bytes | None
+    ) -> asyncio.Future[None]:
+        """Queue one write to changelog partition ``tp`` (``store``: the table's store); a
+        future done once it is acknowledged, with the writes queued to ``tp`` before it."""
         group = self._groups.get(tp)
         if group is None:
-            group = self._groups[tp] = _Group(store)
+            future = asyncio.get_running_loop().create_future()
+            group = self._groups[tp] = _Group(store, future)
             self._put.set()
         group.records.append((key, value))
         self.waiting += 1
-
-    def acknowledged(self, tp: TP) -> asyncio.Future[None]:
-        """A future done once the writes queued to ``tp`` so far are acknowledged."""
-        group = self._groups[tp]
-        if group.future is None:
-            group.future = asyncio.get_running_loop().create_future()
         return group.future
 
     async def send(self, producer_of: Callable[[], Any], stopping: Callable[[], bool]) -> None:
@@ -102,21 +100,19 @@ class ChangelogRecords:
                     raise ValueError(f"a table write to {tp} is larger than a producer batch")
             count += 1
         batches.append(await self._hand(producer, batch, tp, group, count))
-        if group.future is not None:
-            done = group.future
-            gathered = asyncio.gather(*batches)
+        done = group.future
 
-            def settle(result: asyncio.Future[Any]) -> None:
-                if done.done():
-                    return
-                if result.cancelled():
-                    done.cancel()
-                elif result.exception() is not None:
-                    done.set_exception(result.exception())  # type: ignore[arg-type]
-                else:
-                    done.set_result(None)
+        def settle(result: asyncio.Future[Any]) -> None:
+            if done.done():
+                return
+            if result.cancelled():
+                done.cancel()
+            elif result.exception() is not None:
+                done.set_exception(result.exception())  # type: ignore[arg-type]
+            else:
+                done.set_result(None)
 
-            gathered.add_done_callback(settle)
+        asyncio.gather(*batches).add_done_callback(settle)
 
     async def _hand(
         self, producer: Any, batch: Any, tp: TP, group: _Group, count: int

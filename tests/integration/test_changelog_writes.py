@@ -61,6 +61,7 @@ def test_writes_arrive_in_order_in_batches_and_the_store_learns_the_offset(
         sender = asyncio.create_task(records.send(lambda: producer, stop.is_set))
         written: dict[int, list[Any]] = {0: [], 1: []}
         futures = []
+        last: dict[int, asyncio.Future[None]] = {}
         try:
             for _ in range(3):
                 for n in range(2000):
@@ -69,14 +70,14 @@ def test_writes_arrive_in_order_in_batches_and_the_store_learns_the_offset(
                     # Some deletes (tombstones) among values of about 1 KB.
                     value = None if n % 97 == 0 else bytes(rng.randrange(256) for _ in range(8))
                     value = None if value is None else value * 128
-                    records.put(TP(topic, p), store, key, value)
+                    last[p] = records.put(TP(topic, p), store, key, value)
                     written[p].append((key, value))
                     if n % 500 == 0:
-                        futures.append(records.acknowledged(TP(topic, p)))
+                        futures.append(last[p])
                         await asyncio.sleep(0)  # the sender runs between writes
                 await asyncio.sleep(0)
             # The last writes of each partition: theirs is done once all before are.
-            futures += [records.acknowledged(TP(topic, p)) for p in (0, 1)]
+            futures += [last[p] for p in (0, 1)]
             await asyncio.wait_for(asyncio.gather(*futures), timeout=60)
             assert records.waiting == 0
         finally:
@@ -111,8 +112,7 @@ def test_a_refused_write_sticks_as_the_failure(kafka_bootstrap: str, new_topic: 
         stop = asyncio.Event()
         sender = asyncio.create_task(records.send(lambda: producer, stop.is_set))
         try:
-            records.put(TP(topic, 0), store, b"big", b"x" * (2 * 1024 * 1024))
-            done = records.acknowledged(TP(topic, 0))
+            done = records.put(TP(topic, 0), store, b"big", b"x" * (2 * 1024 * 1024))
             with pytest.raises(Exception) as refused:
                 await asyncio.wait_for(done, timeout=60)
             return records.failure, refused.value
