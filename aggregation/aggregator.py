@@ -162,15 +162,14 @@ class Aggregator:
             event_time = None if counted is None else min(event_time, counted)
         return None if event_time is None else self.engine.config.watermark_for(event_time)
 
-    def catch_up(self, kb: KeyBuckets, partition: int) -> list[AlertTransition] | None:
-        """Evaluate ``kb`` at every boundary its partition's progress has passed.
+    def catch_up(self, kb: KeyBuckets, wm: int | None) -> list[AlertTransition] | None:
+        """Evaluate ``kb`` at every boundary up to ``wm``, its partition's watermark.
 
         Returns None when there was nothing to evaluate. Runs on ticks for every key, and
         before each merge for the key merged into, so that evaluation never falls behind
         merging: a backlog merged first would prune buckets that boundaries not evaluated
         yet still read.
         """
-        wm = self.watermark(partition)
         if wm is None:
             return None
         state = self.state(kb.key)
@@ -222,9 +221,10 @@ class Aggregator:
         them are merged again here (``repaired``): counted once, whichever writes survived.
         """
         kb = self.load(partial.key)
-        transitions = self.catch_up(kb, partition) or []
+        wm = self.watermark(partition)
+        transitions = self.catch_up(kb, wm) or []
         duplicates, reopened = kb.duplicates, kb.reopened
-        late = kb.merge(partial, self.watermark(partition))
+        late = kb.merge(partial, wm)
         merged = kb.duplicates == duplicates
         changed: Iterable[int] = partial.buckets
         if not merged:
@@ -263,20 +263,22 @@ class Aggregator:
         wm = self.watermark(partition)
         if wm is None or wm <= self._judged.get(partition, _NEVER):
             return []
-        return self.tick(partition)
+        return self._judge(partition, wm)
 
     def tick(self, partition: int) -> list[AlertTransition]:
         """Evaluate every key of ``partition`` through its watermark."""
         wm = self.watermark(partition)
+        return [] if wm is None else self._judge(partition, wm)
+
+    def _judge(self, partition: int, wm: int) -> list[AlertTransition]:
         transitions: list[AlertTransition] = []
         for key in sorted(self.keys_by_partition.get(partition, ())):
             kb = self.load(key)
-            found = self.catch_up(kb, partition)
+            found = self.catch_up(kb, wm)
             if found is not None:
                 transitions.extend(found)
                 self.store(kb, partition)
-        if wm is not None:
-            self._judged[partition] = wm
+        self._judged[partition] = wm
         return transitions
 
     def unjudged(self) -> list[int]:
