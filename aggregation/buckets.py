@@ -118,10 +118,6 @@ def parse_key(key: str) -> tuple[str, dict[str, str]]:
     return isp, group
 
 
-def key_spec_of(key: str) -> KeySpec:
-    return KeySpec.of(parse_key(key)[1])
-
-
 # --------------------------------------------------------------------------- counts
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aggregation.buckets import Counts, KeyBuckets, align_down, key_spec_of, parse_key
+from aggregation.buckets import Counts, KeyBuckets, KeySpec, align_down, parse_key
 from aggregation.metrics import SUPPRESSION_METRICS, Metric
 from aggregation.topk import TopK
 from alerts.actions import complaint_actions, complaint_limit, recommend
@@ -87,6 +87,8 @@ class Evaluator:
         self._names = isp_names
         self._top = top_replies
         self._by_key: dict[str, list[AnyRule]] = {}
+        #: Rules by (ISP, key family): the many keys of one ISP and family share them.
+        self._by_family: dict[tuple[str, KeySpec], list[AnyRule]] = {}
         self._key_info: dict[str, tuple[str, dict[str, str], list[tuple[AnyRule, str]]]] = {}
 
     def isp_name(self, isp: str) -> str:
@@ -98,8 +100,12 @@ class Evaluator:
         """The rules (per-ISP overrides applied) that read this aggregation key."""
         rules = self._by_key.get(key)
         if rules is None:
-            isp, _ = parse_key(key)
-            rules = self._by_key[key] = self.rules.rules_for(isp, key_spec_of(key))
+            isp, group = parse_key(key)
+            family = (isp, KeySpec.of(group))
+            rules = self._by_family.get(family)
+            if rules is None:
+                rules = self._by_family[family] = self.rules.rules_for(*family)
+            self._by_key[key] = rules
         return rules
 
     def fingerprints_for(self, key: str) -> dict[str, str]:
@@ -234,7 +240,7 @@ class Evaluator:
             # reaches, without its bounds and baseline (most evaluations of a quiet key).
             return Judgement(None, value, value, volume)
         held = severity_rank(record.severity) if holding else 0
-        levels = sorted(rule.base_thresholds().items(), key=lambda lv: -severity_rank(lv[0]))
+        levels = rule.levels
         if isinstance(rule, ThresholdRule):
             rising = rule.comparison in (">", ">=")
             judged = self._judged(rule, metric, current, rising)

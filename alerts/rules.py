@@ -45,6 +45,7 @@ from aggregation.buckets import (
     default_evaluation_delay,
 )
 from aggregation.metrics import Metric, parse_metric
+from alerts.state import severity_rank
 from schemas.alert import Severity
 from schemas.durations import DurationSeconds as Duration
 from schemas.durations import format_duration
@@ -140,7 +141,7 @@ class _Rule(BaseModel):
         one (a rate over nothing is no rate)."""
         return max(self.min_attempts, 1)
 
-    @property
+    @cached_property
     def key_spec(self) -> KeySpec:
         return KeySpec.of(self.group_by)
 
@@ -172,6 +173,12 @@ class _Rule(BaseModel):
 
     def base_thresholds(self) -> dict[Severity, float]:
         raise NotImplementedError
+
+    @cached_property
+    def levels(self) -> list[tuple[Severity, float]]:
+        """(severity, threshold) of every level, the most severe first: the order in which
+        an evaluation tries them (worked out once, as it runs at every bucket boundary)."""
+        return sorted(self.base_thresholds().items(), key=lambda lv: -severity_rank(lv[0]))
 
     def hysteresis_for(self, severity: Severity) -> float:
         if self.hysteresis is not None:
