@@ -40,7 +40,18 @@ from aggregation.frozen import BucketMap
 from aggregation.topk import DEFAULT_CAPACITY, TopK, reply_key
 from aggregation.windows import SlidingSums
 from delivery.types import Classification
+from schemas.event import DeliveryEvent
 from schemas.vocabulary import BounceType, Category, Outcome
+
+#: Members read on the per-event path, as module globals: reading an Enum member off its
+#: class (or its ``value``) costs about 0.1 us in Python 3.11, ten times a global's read.
+_DELIVERED, _DEFERRED = Outcome.DELIVERED, Outcome.DEFERRED
+_SOFT, _HARD = BounceType.SOFT, BounceType.HARD
+_DELIVERED_CATEGORY = Category.DELIVERED
+#: Each category's name (its ``value``), as the counts key it.
+CATEGORY_NAMES: dict[Category, str] = {c: c.value for c in Category}
+#: Each outcome's name (its ``value``).
+OUTCOME_NAMES: dict[Outcome, str] = {o: o.value for o in Outcome}
 
 #: Dimensions a rule may group by besides the ISP, in the order they appear in key strings.
 GROUP_DIMENSIONS: tuple[str, ...] = ("source_ip", "sending_domain", "tenant")
@@ -203,17 +214,18 @@ class Counts:
         when the caller has it already."""
         self.attempts += count
         outcome = classification.outcome
-        if outcome is Outcome.DELIVERED:
+        if outcome is _DELIVERED:
             self.delivered += count
-        elif outcome is Outcome.DEFERRED:
+        elif outcome is _DEFERRED:
             self.deferred += count
         else:
             self.bounced += count
-        if classification.bounce_type is BounceType.SOFT:
+        bounce_type = classification.bounce_type
+        if bounce_type is _SOFT:
             self.soft += count
-        elif classification.bounce_type is BounceType.HARD:
+        elif bounce_type is _HARD:
             self.hard += count
-        category = classification.category.value
+        category = CATEGORY_NAMES[classification.category]
         self.categories[category] = self.categories.get(category, 0) + count
         if keeps_reply(classification, code, text):
             topk = self.replies.get(category)
@@ -352,7 +364,7 @@ class Counts:
 
 def keeps_reply(classification: Classification, code: int | None, text: str) -> bool:
     """Whether an attempt's reply goes into the top replies: failures that say something."""
-    return classification.category is not Category.DELIVERED and bool(text or code)
+    return classification.category is not _DELIVERED_CATEGORY and bool(text or code)
 
 
 def _pydantic_utc() -> tzinfo:
@@ -368,16 +380,22 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def event_seconds(moment: datetime) -> float:
-    """``moment.timestamp()`` (an aware datetime), at half the cost for the UTC times events
-    carry: ``timestamp()`` subtracts the epoch, and a subtraction of two datetimes with one
-    tzinfo object skips the two offset calls (pydantic's time zone answers them in Rust, more
-    than half of the cost). Same result: both are the same subtraction."""
-    tz = moment.tzinfo
-    if tz is _PYDANTIC_UTC:
-        return (moment - _PYDANTIC_EPOCH).total_seconds()
-    if tz is UTC:
-        return (moment - _EPOCH).total_seconds()
-    return moment.timestamp()
+    """``moment.timestamp()`` (an aware datetime) at about half the cost.
+
+    ``timestamp()`` subtracts the epoch. Subtracting pydantic's own UTC epoch instead gives
+    the same float for every aware time, and for the UTC times events carry (pydantic gives
+    them that one tzinfo object) the subtraction skips the two offset calls, which pydantic's
+    time zone answers in Rust and which are more than half of the cost. Times in any other
+    zone are subtracted with their offsets, as ``timestamp()`` does.
+    """
+    return (moment - _PYDANTIC_EPOCH).total_seconds()
+
+
+def event_times(events: Iterable[DeliveryEvent]) -> list[float]:
+    """``event_seconds`` of each event's time, in order: the ingest's per-event loop, where a
+    call per event would cost a quarter as much again."""
+    epoch = _PYDANTIC_EPOCH
+    return [(event.event_time - epoch).total_seconds() for event in events]
 
 
 def epoch_seconds(value: datetime | float) -> float:

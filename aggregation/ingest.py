@@ -19,10 +19,12 @@ from typing import Any, TypeVar
 
 from aggregation.buckets import (
     GROUP_DIMENSIONS,
+    OUTCOME_NAMES,
     AggregationConfig,
     Partial,
     PartialBuilder,
     event_seconds,
+    event_times,
     keeps_reply,
 )
 from aggregation.topk import reply_key
@@ -333,7 +335,7 @@ class EventGroups:
         delivered = engine.delivered
         hygiene = self.hygiene
         if times is None:
-            times = [event_seconds(event.event_time) for event in events]
+            times = event_times(events)
         if not times:
             return
         progress = tally.progress
@@ -417,6 +419,7 @@ class EventGroups:
         groups, replies = self.groups, self.replies
         crowded = self._crowded(builder.reply_capacity)
         events, soft = tally.events, tally.soft
+        outcome_names, soft_type = OUTCOME_NAMES, BounceType.SOFT
         dims = self._engine.label_values
 
         def add(gk: GroupKey, classification: Classification, text: str, t: float, n: int) -> None:
@@ -468,13 +471,13 @@ class EventGroups:
             if not done % step:
                 yield
             start, isp, labels, _, code, enhanced, reply, fmt = gk
-            events[(fmt, classification.outcome.value, isp)] += n
-            if classification.bounce_type is BounceType.SOFT:
+            events[(fmt, outcome_names[classification.outcome], isp)] += n
+            if classification.bounce_type is soft_type:
                 soft[isp] += n
             if reply is None or (start, isp, classification.category) not in crowded:
                 sum_into(start, isp, labels, reply, n, t, (classification, code, enhanced, text))
         delivered = self._engine.delivered
-        outcome, plain = delivered.outcome.value, (delivered, None, None, "")
+        outcome, plain = outcome_names[delivered.outcome], (delivered, None, None, "")
         for done, ((number, isp, labels, fmt), (n, t)) in enumerate(self.delivered.items(), 1):
             if not done % step:
                 yield
@@ -549,10 +552,13 @@ def read_messages(
     decoded = [decode_message(payload, fmt) for payload, _ in messages]
     if not decoded:
         return decoded
-    times: list[float] | None = None
-    if inputs is not None:
-        decoded, times = inputs.admit_all(decoded, source, now)
     events = [event for d in decoded for event in d.events]
+    times = event_times(events)
+    if inputs is not None:
+        admitted, times = inputs.admit_all(decoded, source, now, times)
+        if admitted is not decoded:
+            decoded = admitted
+            events = [event for d in decoded for event in d.events]
     if events:
         groups.count(events, source, tally, times)
     feedback = [event for d in decoded if d.feedback for event in d.feedback]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aggregation.buckets import event_seconds
+from aggregation.buckets import event_seconds, event_times
 from delivery.adapters import Decoded, EventError
 
 #: Events further ahead of the clock than this are refused (a host with a wrong clock, a
@@ -123,16 +123,17 @@ class InputProgress:
         The partition's progress moves with the events admitted, so one wrong clock can
         neither move the watermark nor make the good events after it look late.
         """
-        [kept], times = self.admit_all([decoded], source, now)
+        [kept], times = self.admit_all([decoded], source, now, event_times(decoded.events))
         return kept, times
 
     def admit_all(
-        self, messages: list[Decoded], source: str, now: float
+        self, messages: list[Decoded], source: str, now: float, times: list[float]
     ) -> tuple[list[Decoded], list[float]]:
         """``admit`` for consecutive messages of ``source``, in order: each message as
-        ``admit`` leaves it, and the times of every event kept, in order. Checked once for
-        all of them in the common case (no time can be refused), so that single-event
-        messages do not each pay for the check."""
+        ``admit`` leaves it, and the times of every event kept, in order; ``times`` are those
+        of all their events (``event_times``). Checked once for all of them in the common
+        case (no time can be refused): then ``messages`` and ``times`` themselves come back,
+        so that single-event messages do not each pay for the check."""
         state = self._sources.get(source)
         if state is None:
             state = self._sources[source] = _Source(last_read=now)
@@ -141,7 +142,6 @@ class InputProgress:
         ahead_limit = now + bounds.max_ahead_seconds
         behind = bounds.max_behind_seconds
         if not any(decoded.feedback for decoded in messages):
-            times = [event_seconds(event.event_time) for m in messages for event in m.events]
             if not times:
                 return messages, times
             latest = state.latest

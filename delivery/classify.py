@@ -179,6 +179,9 @@ def _reply_class(code: int | None, enhanced: str | None, status: SourceStatus | 
     return 0
 
 
+#: Members read on the per-event path, as module globals: reading an Enum member off its
+#: class costs about 0.1 us in Python 3.11, ten times a global's read.
+_STATUS_SUPPRESSED, _STATUS_EXPIRED = SourceStatus.SUPPRESSED, SourceStatus.EXPIRED
 _OUTCOME_BY_CLASS = {2: Outcome.DELIVERED, 4: Outcome.DEFERRED, 5: Outcome.BOUNCED}
 # The source's final word, for a reply without a code (see the module docstring).
 _VERDICT = {SourceStatus.BOUNCED: Outcome.BOUNCED, SourceStatus.DEFERRED: Outcome.DEFERRED}
@@ -219,9 +222,9 @@ class ReplyClassifier:
         text: str,
         status: SourceStatus | None = None,
     ) -> Classification:
-        if status is SourceStatus.SUPPRESSED:
+        if status is _STATUS_SUPPRESSED:
             return _SUPPRESSED
-        if code is not None and 200 <= code < 300 and status is not SourceStatus.EXPIRED:
+        if code is not None and 200 <= code < 300 and status is not _STATUS_EXPIRED:
             return _DELIVERED
         return self._raw(code, enhanced, text, status)
 

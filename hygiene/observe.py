@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zlib import crc32
 
+from aggregation.buckets import CATEGORY_NAMES
 from delivery.types import Classification
 from hygiene.core import (
     COMPLAINT,
@@ -28,6 +29,9 @@ from hygiene.core import (
     recipient_key,
 )
 from schemas.vocabulary import HARD_CATEGORIES, BounceType, Outcome
+
+#: Read for every failure an observer sees, as globals (``aggregation.buckets`` says why).
+_DELIVERED, _HARD = Outcome.DELIVERED, BounceType.HARD
 
 #: An event's (source IP, sending domain, tenant), each None when unknown or unread; None
 #: for none of them.
@@ -160,12 +164,13 @@ class Observer:
         """An attempt other than a plain 2xx: a delivery, or an observation if it speaks of the
         address (``domain`` as the recipient wrote it). ``labels``: the event's (source IP,
         sending domain, tenant), where a decision it makes is counted (``hygiene.core``)."""
-        if c.outcome is Outcome.DELIVERED:
+        if c.outcome is _DELIVERED:
             self.delivery(recipient, domain, t)
             return
-        if c.bounce_type is BounceType.HARD and c.category in HARD_CATEGORIES:
+        category = CATEGORY_NAMES[c.category]
+        if c.bounce_type is _HARD and c.category in HARD_CATEGORIES:
             kind = HARD
-        elif c.category.value in self._soft:
+        elif category in self._soft:
             kind = SOFT
         else:
             return
@@ -178,7 +183,7 @@ class Observer:
                 kind,
                 t,
                 isp,
-                c.category.value,
+                category,
                 text[:MAX_TEXT],
                 domain.lower().rstrip("."),
                 labels,

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from aggregation.buckets import event_seconds
+from aggregation.buckets import event_seconds, event_times
 from aggregation.watermark import InputProgress, Progress, TimeBounds
 from delivery.adapters import Decoded
 from schemas.event import DeliveryEvent
@@ -77,7 +77,8 @@ def test_messages_admitted_together_fare_as_one_by_one(
         for inputs in (together, alone):
             inputs.admit(Decoded([event(NOW + before)], []), "in:0", NOW)
     decoded = [Decoded([event(NOW + o) for o in offsets], []) for offsets in messages]
-    got, got_times = together.admit_all(decoded, "in:0", NOW)
+    times = event_times(e for d in decoded for e in d.events)
+    got, got_times = together.admit_all(decoded, "in:0", NOW, times)
     want_times: list[float] = []
     for message, result in zip(decoded, got, strict=True):
         kept, times = alone.admit(message, "in:0", NOW)
@@ -157,3 +158,5 @@ def test_event_seconds_is_timestamp_for_every_time_zone_events_carry(
             expected = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
         assert aware == expected
     assert event_seconds(aware) == aware.timestamp()
+    event = DeliveryEvent(event_time=aware, recipient="someone@example.com")
+    assert event_times([event]) == [aware.timestamp()]
