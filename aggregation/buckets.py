@@ -233,6 +233,23 @@ class Counts:
                 topk = self.replies[category] = TopK(reply_capacity)
             topk.add(code, enhanced, text, classification.isp_code, count=count, key=reply)
 
+    def copy(self) -> Counts:
+        """Counts equal to these that share nothing with them (``from_dict(to_dict())``)."""
+        return Counts(
+            self.attempts,
+            self.delivered,
+            self.deferred,
+            self.bounced,
+            self.soft,
+            self.hard,
+            dict(self.categories),
+            {category: topk.copy() for category, topk in self.replies.items()},
+            self.complaints,
+            self.feedback,
+            dict(self.complaint_sources),
+            dict(self.suppressions),
+        )
+
     def merge(self, other: Counts, with_replies: bool = True) -> None:
         self.attempts += other.attempts
         self.delivered += other.delivered
@@ -810,7 +827,7 @@ class KeyBuckets:
                 self.reopened += counts.attempts
             mine = self.buckets.get(start)
             if mine is None:
-                self.buckets[start] = Counts.from_dict(counts.to_dict())
+                self.buckets[start] = counts.copy()
             else:
                 mine.merge(counts)
             if self.sums is not None:

@@ -124,6 +124,11 @@ class TopK:
         """The ``n`` largest entries, largest first; ties broken by key, so output is stable."""
         return [ReplyEntry(*entry) for _, entry in self._ranked()[:n]]
 
+    def copy(self) -> TopK:
+        topk = TopK(self.capacity)
+        topk.entries = self.to_dict()
+        return topk
+
     def to_dict(self) -> dict[str, list[Any]]:
         return {key: entry[:] for key, entry in self.entries.items()}
 

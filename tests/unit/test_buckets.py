@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from aggregation.buckets import (
     AggregationConfig,
+    Counts,
     KeyBuckets,
     KeySpec,
     Partial,
@@ -343,3 +344,24 @@ def test_any_merge_order_within_the_lateness_gives_the_same_buckets(
         results.append(_counts_of(kb))
     assert results[0] == results[1]
     assert sum(c["a"] for c in results[0].values()) == sum(len(b) for b in batches)
+
+
+def test_a_copy_of_counts_is_equal_and_shares_nothing() -> None:
+    """A new bucket of a key starts as a copy of the partial's counts: merging more into
+    the key must never change the partial (which a caller may still hold)."""
+    throttled = Classification(
+        Outcome.DEFERRED, BounceType.SOFT, Category.THROTTLED, "rate", isp_code="TSS04"
+    )
+    counts = Counts()
+    counts.add(throttled, 421, "4.7.0", "[TSS04] Messages deferred", reply_capacity=2)
+    counts.add_feedback(True, "news.example", "192.0.2.1", "spring")
+    counts.add_suppression("hard_bounce", 2)
+    copied = counts.copy()
+    assert copied.to_dict() == counts.to_dict()
+    before = json.loads(json.dumps(counts.to_dict()))
+    copied.merge(counts)
+    copied.add_feedback(True, "other.example")
+    copied.add_suppression("complaint")
+    copied.add(throttled, 421, "4.7.0", "[TSS04] other text", reply_capacity=2)
+    assert counts.to_dict() == before
+    assert copied.to_dict() != before
