@@ -281,9 +281,12 @@ class EventGroups:
         self.bucket_seconds = engine.config.bucket_seconds
         #: Group key -> [events, latest event time, classification, first event's text].
         self.groups: dict[GroupKey, list[Any]] = {}
-        #: Delivered attempts (2xx, no status: the bulk), apart and by a shorter key:
-        #: (bucket number, ISP key, labels, source format) -> [events, latest event time].
-        self.delivered: dict[tuple[int, str, Labels, str], list[Any]] = {}
+        #: Delivered attempts (2xx, no status: the bulk), apart and by a shorter key, one
+        #: dict per bucket: bucket number -> (ISP key, labels, source format) -> [events,
+        #: latest event time]. The bucket's dict is small and stays in the CPU's caches while
+        #: the events of one bucket are read; one dict of a backlog batch's every bucket
+        #: would not (a third of the loop's time went to that lookup).
+        self.delivered: dict[int, dict[tuple[str, Labels, str], list[Any]]] = {}
         #: Every event with a reply, in order: (group key, text, event time).
         self.replies: list[tuple[GroupKey, str, float]] = []
         #: Feedback events, one by one (they are rare): (time, ISP, labels, the event).
@@ -291,7 +294,7 @@ class EventGroups:
 
     def __len__(self) -> int:
         """Groups held (delivered ones and the rest)."""
-        return len(self.groups) + len(self.delivered)
+        return len(self.groups) + sum(len(groups) for groups in self.delivered.values())
 
     def count_feedback(self, events: list[FeedbackEvent], source: str, tally: BatchTally) -> None:
         """Count complaints and other feedback read from input ``source``. Apart from
@@ -343,7 +346,8 @@ class EventGroups:
         earliest = tally.earliest
         lowest = min(math.inf if earliest is None else earliest, min(times))
         plain = self.delivered
-        plain_get = plain.get
+        number: int | None = None
+        bucket: dict[tuple[str, Labels, str], list[Any]] = {}
         for event, t in zip(events, times, strict=True):
             mx = event.mx_host
             domain = event.recipient.rpartition("@")[2]
@@ -356,10 +360,14 @@ class EventGroups:
             if code is not None and 200 <= code < 300 and status is None:
                 # What ReplyClassifier.classify answers first for such a reply; its codes
                 # and text go nowhere (delivered attempts keep no reply).
-                pk = (floor(t / size), isp, labels_of(event), event.source_format)
-                group = plain_get(pk)
+                at = floor(t / size)
+                if at != number:
+                    number = at
+                    bucket = plain.setdefault(at, {})
+                pk = (isp, labels_of(event), event.source_format)
+                group = bucket.get(pk)
                 if group is None:
-                    plain[pk] = [1, t]
+                    bucket[pk] = [1, t]
                 else:
                     group[0] += 1
                     if t > group[1]:
@@ -478,11 +486,15 @@ class EventGroups:
                 sum_into(start, isp, labels, reply, n, t, (classification, code, enhanced, text))
         delivered = self._engine.delivered
         outcome, plain = outcome_names[delivered.outcome], (delivered, None, None, "")
-        for done, ((number, isp, labels, fmt), (n, t)) in enumerate(self.delivered.items(), 1):
-            if not done % step:
-                yield
-            events[(fmt, outcome, isp)] += n
-            sum_into(number * self.bucket_seconds, isp, labels, None, n, t, plain)
+        done = 0
+        for number, bucket in self.delivered.items():
+            start = number * self.bucket_seconds
+            for (isp, labels, fmt), (n, t) in bucket.items():
+                done += 1
+                if not done % step:
+                    yield
+                events[(fmt, outcome, isp)] += n
+                sum_into(start, isp, labels, None, n, t, plain)
         for done, ((key, start, _, reply), (n, t, c, code, enhanced, text)) in enumerate(
             summed.items(), 1
         ):
