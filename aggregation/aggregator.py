@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from aggregation.buckets import Counts, KeyBuckets, Partial
+from aggregation.buckets import Counts, KeyBuckets, Partial, align_down
 from aggregation.ingest import Engine
 from aggregation.watermark import Progress
 from alerts.catchup import KeyState, evaluate_through
@@ -234,6 +234,10 @@ class Aggregator:
             else:
                 self.duplicates += 1
         self.reopened += kb.reopened - reopened
+        if self.state(kb.key).next_eval is None:
+            # A key's first buckets: judged through the watermark now, like every other key
+            # of the partition, which ``_judge`` relies on to skip passes.
+            transitions.extend(self.catch_up(kb, wm) or [])
         self.store(kb, partition, changed)
         return transitions, late
 
@@ -257,13 +261,10 @@ class Aggregator:
         return sorted(missing)
 
     def advance(self, partition: int) -> list[AlertTransition]:
-        """``tick``, if the partition's watermark moved since its keys were last all judged:
-        called when a progress record arrives, so that a bucket is judged as soon as the
-        watermark passes it (not at the next tick) and a backlog's last buckets with it."""
-        wm = self.watermark(partition)
-        if wm is None or wm <= self._judged.get(partition, _NEVER):
-            return []
-        return self._judge(partition, wm)
+        """``tick``, called when a progress record arrives, so that a bucket is judged as soon
+        as the watermark passes it (not at the next tick) and a backlog's last buckets with
+        it."""
+        return self.tick(partition)
 
     def tick(self, partition: int) -> list[AlertTransition]:
         """Evaluate every key of ``partition`` through its watermark."""
@@ -271,6 +272,20 @@ class Aggregator:
         return [] if wm is None else self._judge(partition, wm)
 
     def _judge(self, partition: int, wm: int) -> list[AlertTransition]:
+        """Every key of ``partition`` judged through ``wm``.
+
+        Keys are judged at bucket boundaries only, and every key of the partition has been
+        judged through ``_judged`` (a merge judges its key through the watermark of the
+        moment, which is no older): unless the watermark crossed a boundary since, no key
+        has anything to judge, and the pass over them all is skipped. Live, the watermark
+        moves every second and a boundary comes once a bucket; a partition may hold a
+        hundred thousand keys.
+        """
+        judged = self._judged.get(partition)
+        size = self.engine.config.bucket_seconds
+        if judged is not None and align_down(wm, size) <= align_down(judged, size):
+            self._judged[partition] = max(wm, judged)
+            return []
         transitions: list[AlertTransition] = []
         for key in sorted(self.keys_by_partition.get(partition, ())):
             kb = self.load(key)

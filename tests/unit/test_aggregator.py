@@ -194,6 +194,38 @@ def test_a_progress_record_that_moves_the_watermark_has_its_keys_judged_without_
     assert aggregator.evaluations == evaluations
 
 
+def test_a_new_key_with_buckets_behind_the_watermark_is_judged_at_its_merge() -> None:
+    """Passes over a partition's keys run only when the watermark crosses a bucket boundary,
+    which holds only if every key is judged through the watermark at all times: also a key
+    whose first attempt arrives late, in a bucket the watermark has passed."""
+    worker = Worker()
+    worker.tick = lambda: None  # type: ignore[method-assign]  # progress records alone
+    size = worker.engine.config.bucket_seconds
+    t0 = int(worker.now) // size * size - 3600
+
+    def event(at: int, domain: str) -> bytes:
+        moment = datetime.fromtimestamp(at, UTC).isoformat()
+        reply = {"code": 250, "text": "ok"}
+        return json.dumps(
+            {"event_time": moment, "recipient": f"a@{domain}", "reply": reply}
+        ).encode()
+
+    worker.now = t0 + 600
+    on_time = [("events:0", n, event(t0 + n, "gmail.com")) for n in range(0, 601, 5)]
+    worker.read(on_time)
+    late = t0 + 400  # 200 s late, within the allowed lateness: counted
+    worker.read([("events:0", 1000, event(late, "yahoo.com"))])
+    aggregator = worker.aggregator
+    [key] = [k for k in aggregator.aggregation_keys() if k.startswith("isp=yahoo")]
+    p = partition_of(key)
+    wm = aggregator.watermark(p)
+    assert wm is not None and late // size * size + size <= wm  # its bucket ends before wm
+    next_eval = aggregator.state(key).next_eval
+    assert next_eval is not None and next_eval > wm
+    assert worker.late == 0
+    assert aggregator.unjudged() == []
+
+
 def test_unjudged_names_the_partitions_whose_keys_wait_for_judgement() -> None:
     worker = Worker()
     aggregator = worker.aggregator
