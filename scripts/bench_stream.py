@@ -103,6 +103,8 @@ class Run:
     cpu_seconds: float
     load: float
     notes: dict[str, Any] = field(default_factory=dict)
+    #: The round it ran in (from 0): a round's contenders run one right after the other.
+    round: int = 0
 
     @property
     def rate(self) -> float:
@@ -638,6 +640,7 @@ def measure(bootstrap: str, args: argparse.Namespace) -> list[Run]:
                         say(f"  round {rnd + 1}: {contender:<13} {inp.shape:<6} STALLED: "
                             f"{str(exc).splitlines()[0]}")  # fmt: skip
                         continue
+                    run.round = rnd
                     runs.append(run)
                     extra = f" {run.notes}" if run.notes else ""
                     say(
@@ -699,6 +702,26 @@ def table(runs: list[Run], args: argparse.Namespace) -> None:
         if target is not None:
             verdict = f"  {label}: {'MET' if a / b >= target else 'MISSED'} (>= {target:.2f})"
         say(f"  {shape:<7}{num} / {den}: {a / b:5.2f}{verdict}")
+    # The machine's speed can change from one minute to the next (other tenants of the host):
+    # the contenders of one round ran back to back, so their ratio round by round says how
+    # much of the spread is the machine's.
+    say("the same, round by round (median of the rounds' ratios):")
+    for shape, num, den, target, _ in checks:
+        if target is None:
+            continue
+        paired = paired_ratios(runs, num, den, shape)
+        if paired:
+            each = ", ".join(f"{r:.2f}" for r in paired)
+            say(f"  {shape:<7}{num} / {den}: {statistics.median(paired):5.2f}  ({each})")
+
+
+def paired_ratios(runs: list[Run], num: str, den: str, shape: str) -> list[float]:
+    """``num``'s rate over ``den``'s in each round that has both, in round order."""
+    rates = {(r.contender, r.round): r.rate for r in runs if r.shape == shape}
+    rounds = sorted({r.round for r in runs})
+    return [
+        rates[(num, n)] / rates[(den, n)] for n in rounds if (num, n) in rates and (den, n) in rates
+    ]
 
 
 # ---- profiling --------------------------------------------------------------------------
