@@ -233,8 +233,9 @@ class Counts:
                 topk = self.replies[category] = TopK(reply_capacity)
             topk.add(code, enhanced, text, classification.isp_code, count=count, key=reply)
 
-    def copy(self) -> Counts:
-        """Counts equal to these that share nothing with them (``from_dict(to_dict())``)."""
+    def copy(self, with_replies: bool = True) -> Counts:
+        """Counts equal to these that share nothing with them (``from_dict(to_dict())``),
+        without the reply samples unless ``with_replies``."""
         return Counts(
             self.attempts,
             self.delivered,
@@ -243,7 +244,7 @@ class Counts:
             self.soft,
             self.hard,
             dict(self.categories),
-            {category: topk.copy() for category, topk in self.replies.items()},
+            {c: topk.copy() for c, topk in self.replies.items()} if with_replies else {},
             self.complaints,
             self.feedback,
             dict(self.complaint_sources),
@@ -298,23 +299,6 @@ class Counts:
                     mine[name] = left
                 else:
                     mine.pop(name, None)
-
-    def without_replies(self) -> Counts:
-        """A copy sharing nothing with these counts, without the reply samples."""
-        return Counts(
-            self.attempts,
-            self.delivered,
-            self.deferred,
-            self.bounced,
-            self.soft,
-            self.hard,
-            dict(self.categories),
-            {},
-            self.complaints,
-            self.feedback,
-            dict(self.complaint_sources),
-            dict(self.suppressions),
-        )
 
     def failures(self) -> dict[str, int]:
         """Attempts per failure category (everything but ``delivered``), largest first."""

@@ -56,10 +56,10 @@ class SlidingSums:
             if len(kept) >= MAX_KEPT:
                 del kept[min(kept, key=lambda w: (w[1], w[0]))]
             kept[(start, end)] = total
-        return total.without_replies()
+        return total.copy(with_replies=False)
 
     def _summed(self, buckets: BucketMap, start: int, end: int) -> Counts:
-        total = self._empty.without_replies()
+        total = self._empty.copy(with_replies=False)
         for _, counts in buckets.between(start, end):
             total.merge(counts, with_replies=False)
         return total

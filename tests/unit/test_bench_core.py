@@ -3,20 +3,13 @@ event into partials and print a figure for each stage (no timing is asserted).""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from tests.support.scripts import script
 
 
 def test_bench_core_prints_every_stage_for_both_shapes(capsys: pytest.CaptureFixture[str]) -> None:
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import bench_core
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    bench_core = script("bench_core")
     assert bench_core.main(["--events", "3000", "--repeat", "1", "--batch-seconds", "60"]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(line for line in lines if line.startswith("shape"))

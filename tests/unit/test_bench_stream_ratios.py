@@ -5,20 +5,14 @@ changing speed touches least)."""
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from tests.support.scripts import script
 
 
 def test_the_table_gives_the_ratios_of_each_round(capsys: pytest.CaptureFixture[str]) -> None:
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import bench_stream
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    bench_stream = script("bench_stream")
     # Two rounds; the machine is twice as fast in the second, for both contenders alike.
     runs = [
         bench_stream.Run("worker", "batch", 10, 1000, 10.0, 9.0, 1.0, round=0),

@@ -74,7 +74,7 @@ def test_counts_carry_suppressions_through_storage_merge_and_subtract() -> None:
     total.subtract(counts)
     total.subtract(counts)
     assert total == Counts()
-    copy = counts.without_replies()
+    copy = counts.copy(with_replies=False)
     copy.add_suppression("hard_bounce")
     assert counts.suppressions == {"hard_bounce": 3}  # shares nothing
 

@@ -78,8 +78,8 @@ def test_sliding_sums_and_packed_buckets_equal_summing_and_unpacked_ones(
         boundary = (CONFIG.watermark_for(now) // 60) * 60
         kb.advance(boundary)
         unpacked.advance(boundary)
-        assert {s: c.without_replies().to_dict() for s, c in kb.buckets.items()} == {
-            s: c.without_replies().to_dict() for s, c in unpacked.buckets.items()
+        assert {s: c.copy(with_replies=False).to_dict() for s, c in kb.buckets.items()} == {
+            s: c.copy(with_replies=False).to_dict() for s, c in unpacked.buckets.items()
         }
         for length in LENGTHS:
             for back in (0, 15):  # the window itself, and one a baseline reads
@@ -98,8 +98,8 @@ def test_the_sum_handed_out_is_the_callers_own() -> None:
     assert kb.window(3600, 3660).attempts == 1
 
 
-def test_subtract_and_without_replies_know_every_field_of_counts() -> None:
-    """A field added to Counts and forgotten in ``subtract`` or ``without_replies`` would
+def test_subtract_and_copy_know_every_field_of_counts() -> None:
+    """A field added to Counts and forgotten in ``subtract`` or ``copy`` would
     make sliding sums drift from summed ones."""
     counts = Counts()
     for n, f in enumerate(dataclasses.fields(Counts), start=2):
@@ -108,7 +108,7 @@ def test_subtract_and_without_replies_know_every_field_of_counts() -> None:
         kind = str(f.type).replace(" ", "")
         assert kind in ("int", "dict[str,int]"), f"{f.name}: {kind}: teach Counts.subtract"
         setattr(counts, f.name, n if kind == "int" else {f.name: n})
-    copy = counts.without_replies()
+    copy = counts.copy(with_replies=False)
     assert copy == counts and copy.categories is not counts.categories
     total = Counts()
     total.merge(counts, with_replies=False)
