@@ -251,8 +251,11 @@ class Progress:
     def __init__(self) -> None:
         self._sources: dict[int, dict[str, list[Any]]] = {}
         self._expected: dict[int, int] = {}
+        #: ``event_time`` of each partition since its last record: asked at every merge.
+        self._event_times: dict[int, float | None] = {}
 
     def update(self, partition: int, record: Mapping[str, Any]) -> None:
+        self._event_times.pop(partition, None)
         mine = self._sources.setdefault(partition, {})
         if "sources" not in record:
             # A record of the version before idleness: {source: latest}, all active.
@@ -268,6 +271,13 @@ class Progress:
             known[1] = bool(idle)
 
     def event_time(self, partition: int) -> float | None:
+        if partition in self._event_times:
+            return self._event_times[partition]
+        found = self._event_time(partition)
+        self._event_times[partition] = found
+        return found
+
+    def _event_time(self, partition: int) -> float | None:
         sources = self._sources.get(partition)
         if not sources or len(sources) < self._expected.get(partition, 0):
             return None
