@@ -395,22 +395,24 @@ def run_worker(
         position = reading(samples, inp, args.partitions)
         sent = metric_sum(samples, "bouncewatch_partials_sent_total")
         merged = metric_sum(samples, "bouncewatch_partials_merged_total")
-        if args.timeline:
-            now, cpu = time.monotonic(), child.cpu_seconds()
-            start = last.setdefault("start", (now, cpu))
-            say(
-                f"    {now - start[0]:6.2f}s cpu {cpu - start[1]:6.2f}s read "
-                f"{position:8,.0f} committed {read:8,.0f} "
-                f"partials sent {sent:6,.0f} merged {merged:6,.0f}"
-            )
-        if read < inp.messages:
-            return min(max(read, position) / inp.messages, 0.99)
         # List hygiene: every observation sent is applied (or skipped by the filter) too.
         observed = metric_sum(samples, "bouncewatch_recipient_observations_sent_total")
         applied = metric_sum(samples, "bouncewatch_recipient_observations_total")
         # And every key judged through the input's end: the rules' evaluation is the
         # worker's work too (with hygiene, it waits for the suppressions counted).
         unjudged = metric_sum(samples, "bouncewatch_unjudged_partitions")
+        if args.timeline:
+            now, cpu = time.monotonic(), child.cpu_seconds()
+            start = last.setdefault("start", (now, cpu))
+            hygiene = f" observations {applied:8,.0f}/{observed:8,.0f}" if observed else ""
+            say(
+                f"    {now - start[0]:6.2f}s cpu {cpu - start[1]:6.2f}s read "
+                f"{position:8,.0f} committed {read:8,.0f} "
+                f"partials sent {sent:6,.0f} merged {merged:6,.0f}{hygiene} "
+                f"unjudged {unjudged:.0f}"
+            )
+        if read < inp.messages:
+            return min(max(read, position) / inp.messages, 0.99)
         return 1.0 if merged >= sent and applied >= observed and not unjudged else 0.99
 
     prober = Prober(child.web_port)
