@@ -85,21 +85,12 @@ class ActivePartitions:
         return tp in self.live
 
 
-#: Longest the broker holds a fetch of the agents' topics with nothing to return. Faust fixes
-#: 1.5 s (faust-streaming 0.15.3, faust/transport/drivers/aiokafka.py:615). Read committed,
-#: records of a transaction that commits while a fetch waits are not returned before the
-#: wait ends: the recipients agent and the aggregation then idled up to 1.5 s at a time
-#: between messages already in the topic (issue 14's benchmark: 3 s of a 18-21 s run).
-FETCH_MAX_WAIT_MS = 100
-
-
 class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # Read when the consumer starts; Faust sets read_committed only with its own
         # exactly_once mode, whose transactions we do not use.
         consumer._isolation_level = "read_committed"
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
     async def _fetch_records(
