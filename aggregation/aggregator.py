@@ -260,14 +260,11 @@ class Aggregator:
             kb.merge(Partial(partial.key, missing, partial.max_event_time))
         return sorted(missing)
 
-    def advance(self, partition: int) -> list[AlertTransition]:
-        """``tick``, called when a progress record arrives, so that a bucket is judged as soon
-        as the watermark passes it (not at the next tick) and a backlog's last buckets with
-        it."""
-        return self.tick(partition)
-
     def tick(self, partition: int) -> list[AlertTransition]:
-        """Evaluate every key of ``partition`` through its watermark."""
+        """Evaluate every key of ``partition`` through its watermark: at each timer tick, and
+        when a progress record arrives, so that a bucket is judged as soon as the watermark
+        passes it and a backlog's last buckets with it (``_judge`` makes a call that finds
+        nothing to judge cheap)."""
         wm = self.watermark(partition)
         return [] if wm is None else self._judge(partition, wm)
 

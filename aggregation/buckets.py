@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -377,7 +377,6 @@ def _pydantic_utc() -> tzinfo:
 
 _PYDANTIC_UTC = _pydantic_utc()
 _PYDANTIC_EPOCH = datetime(1970, 1, 1, tzinfo=_PYDANTIC_UTC)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def event_seconds(moment: datetime) -> float:

@@ -11,7 +11,7 @@ Data flow (DESIGN.md):
   owns; on a tick, ``aggregate`` evaluates the rules for the keys of that partition at every
   closed bucket boundary and publishes alert transitions, keyed by fingerprint; a progress
   record that moves a partition's watermark has its keys evaluated at once
-  (``Aggregator.advance``).
+  (``Aggregator.tick``).
 - ``route`` re-keys transitions by rule (grouping across ISPs needs one rule in one place);
   ``notify`` runs the delivery pipeline and keeps its notification log in a table.
 
@@ -229,7 +229,7 @@ def _install_aggregate(t: Topology) -> None:
                 if "hygiene_progress" in value:
                     aggregator.hygiene_progress.update(partition, value["hygiene_progress"])
                 if "progress" in value or "hygiene_progress" in value:
-                    await publish(aggregator.advance(partition))
+                    await publish(aggregator.tick(partition))
                 # Counted once merged and judged: what a reader of the metric waits for.
                 metrics.partials_merged.inc(len(items))
             metrics.evaluations.inc(aggregator.evaluations - evaluations)

@@ -103,7 +103,7 @@ class Worker:
                     self.late += late
             if chunk.progress:
                 self.aggregator.progress.update(p, chunk.progress)
-                self.out.extend(self.aggregator.advance(p))
+                self.out.extend(self.aggregator.tick(p))
 
     def tick(self) -> None:
         for p in range(PARTITIONS):
@@ -188,9 +188,9 @@ def test_a_progress_record_that_moves_the_watermark_has_its_keys_judged_without_
             judged += 1
     assert judged
     assert transition_keys(published(worker.out)) == transition_keys(published(with_ticks.out))
-    # Nothing left to judge at the same watermark: another advance evaluates nothing.
+    # Nothing left to judge at the same watermark: another call evaluates nothing.
     evaluations = aggregator.evaluations
-    assert all(aggregator.advance(p) == [] for p in range(PARTITIONS))
+    assert all(aggregator.tick(p) == [] for p in range(PARTITIONS))
     assert aggregator.evaluations == evaluations
 
 
@@ -241,7 +241,7 @@ def test_unjudged_names_the_partitions_whose_keys_wait_for_judgement() -> None:
     assert waiting == [p for p in range(PARTITIONS) if aggregator.watermark(p) is not None]
     assert waiting
     for p in waiting[:1]:
-        aggregator.advance(p)
+        aggregator.tick(p)
     assert sorted(aggregator.unjudged()) == waiting[1:]
     for p in waiting[1:]:
         aggregator.tick(p)
