@@ -157,6 +157,18 @@ def test_a_large_bundle_goes_in_pieces_that_keep_the_order() -> None:
     assert bundle.pieces(len(orjson.dumps(bundle.message())) * 2) == [bundle]
 
 
+def test_an_observation_larger_than_a_piece_travels_alone() -> None:
+    observations: list[list[Any]] = [[f"d{n}@example.com", "d", T0 + n] for n in range(64)]
+    big = soft(1.0, key="big@example.org")
+    big[5] = "x" * 4000
+    observations.insert(40, big)
+    bundle = Bundle.from_message({"obs": observations})
+    pieces = bundle.pieces(1024)
+    assert [list(o) for p in pieces for _, o in sequence(p)] == observations
+    assert [len(p) for p in pieces if p.others] == [1]
+    assert all(len(orjson.dumps(p.message())) <= 1024 for p in pieces if not p.others)
+
+
 def test_ingest_messages_carry_the_progress_last() -> None:
     bundle = Bundle.from_message({"obs": interleaved()})
     progress = {"of": 1, "sources": {"events:0": [T0, False]}}
