@@ -573,6 +573,13 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         # Faust reads ahead up to this many messages per agent; a partials bundle is up to
         # 256 KB, and its default of 4,096 let a worker catching up hold a gigabyte of them.
         stream_buffer_maxsize=256,
+        # Faust's consumer asks the broker to hold a fetch up to 1.5 s (fixed), and fetches a
+        # partition again only once its buffered records are handed over: a partition whose
+        # flush of observations (about 5 MB per recipients partition for a 10 s backlog batch)
+        # needs a second fetch waits behind the fetch held for the idle partitions. 16 MiB
+        # per partition brings such a flush in one fetch; a response stays within aiokafka's
+        # 50 MiB ``fetch_max_bytes``.
+        consumer_max_fetch_size=16 * 1024 * 1024,
         **{
             # A merge writes one changelog message per bucket it touches: a worker merging a
             # backlog's partials writes thousands a second. Batches of 256 KB (aiokafka's
