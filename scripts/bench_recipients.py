@@ -56,12 +56,13 @@ def du_mb(path: Path) -> float:
 
 
 def produce(bootstrap: str, topic: str, count: int, reply: dict[str, object], prefix: str) -> None:
-    """Send ``count`` events in messages of 100; raises if any message was not stored (a
-    loaded broker times requests out, and kafka-python's default is not to retry: a run
-    then measured a worker holding a fraction of the addresses it printed)."""
+    """Send ``count`` events in messages of 100; raises if any message was not stored (on a
+    loaded broker, messages outlived kafka-python's two-minute delivery timeout and were
+    dropped with nothing said: a run then measured a worker holding a fraction of the
+    addresses it printed)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20,
-                             max_request_size=4 << 20, retries=10,
-                             request_timeout_ms=120_000)  # fmt: skip
+                             max_request_size=4 << 20,
+                             delivery_timeout_ms=900_000)  # fmt: skip
     failed: list[BaseException] = []
     now = time.time()
     batch: list[dict[str, object]] = []
