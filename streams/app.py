@@ -576,10 +576,10 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         # Faust's consumer asks the broker to hold a fetch up to 1.5 s (fixed), and fetches a
         # partition again only once its buffered records are handed over: a partition whose
         # flush of observations (about 5 MB per recipients partition for a 10 s backlog batch)
-        # needs a second fetch waits behind the fetch held for the idle partitions. 16 MiB
-        # per partition brings such a flush in one fetch; a response stays within aiokafka's
-        # 50 MiB ``fetch_max_bytes``.
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        # needs a second fetch waits behind the fetch held for the idle partitions. 8 MiB per
+        # partition brings such a flush in one fetch; 16 MiB cost a worker holding millions of
+        # addresses about 100 MiB more resident memory (docs/benchmarks.md).
+        consumer_max_fetch_size=8 * 1024 * 1024,
         **{
             # A merge writes one changelog message per bucket it touches: a worker merging a
             # backlog's partials writes thousands a second. Batches of 256 KB (aiokafka's
